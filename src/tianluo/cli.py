@@ -1,0 +1,318 @@
+"""The `tianluo` command line: simulate, ingest, inspect datasets; the same code paths as the API and tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow.compute as pc
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tianluo import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tianluo (天罗): financial crime and risk monitoring.",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset directory.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} {task.fields[unit]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and not os.environ.get("TIANLUO_PROGRESS"),
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"tianluo {__version__}")
+
+
+@app.command()
+def schema(markdown: Annotated[bool, typer.Option(help="Print docs/data-model.md.")] = False) -> None:
+    """Show the canonical data model (the Arrow schema every stage uses)."""
+    from tianluo import schema as s
+
+    if markdown:
+        sys.stdout.write(s.markdown() + "\n")
+        return
+    for t in s.TABLES.values():
+        tab = Table(title=f"{t.name} — {t.doc}", title_justify="left")
+        for col in ("column", "type", "required", "notes"):
+            tab.add_column(col)
+        for f in t.fields:
+            tab.add_row(f.name, str(f.type), "yes" if f.required else "", f.doc)
+        console.print(tab)
+
+
+def _run_ingest(
+    source: Path,
+    dataset: Path,
+    fmt: str,
+    mapping: Path | None,
+    patterns: Path | None,
+    encoding: str | None,
+    fx: Path | None,
+    key_file: Path | None,
+) -> Any:
+    from tianluo.ingest import SourceError, ingest, open_reader
+    from tianluo.protect import MasterKeyError, Tokenizer, load_key
+    from tianluo.reference.currency import FxTable
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        reader = open_reader(source, fmt, mapping=mapping, patterns=patterns, encoding=encoding)
+        fx_table = FxTable.load(fx)
+        tokenizer = Tokenizer(load_key(key_file, create=key_file is None))
+        ds = Dataset(dataset, create=True)
+        with _progress() as prog:
+            tasks: dict[str, Any] = {}
+
+            def tick(table: str, n: int) -> None:
+                if table not in tasks:
+                    tasks[table] = prog.add_task(f"ingest {table}", total=None, unit="rows")
+                prog.advance(tasks[table], n)
+
+            return ingest(reader, ds, fx=fx_table, tokenizer=tokenizer, progress=tick)
+    except (SourceError, DatasetError, MasterKeyError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _print_result(res: Any, dataset: Path) -> None:
+    if res.skipped:
+        console.print(
+            f"[yellow]already ingested[/] as {res.previous}: nothing to do "
+            f"(loaded {sum(res.loaded.values()):,} rows then)"
+        )
+        return
+    _print_quality(res.report)
+    console.print(f"ingest [bold]{res.ingest_id}[/] committed to {dataset}")
+
+
+def _print_quality(rep: dict[str, Any]) -> None:
+    tab = Table(title="Data quality", title_justify="left")
+    for col in ("table", "read", "loaded", "quarantined"):
+        tab.add_column(col, justify="right" if col != "table" else "left")
+    for t, n in rep.get("read", {}).items():
+        tab.add_row(t, f"{n:,}", f"{rep['loaded'].get(t, 0):,}", f"{rep['quarantined'].get(t, 0):,}")
+    console.print(tab)
+    reasons = rep.get("quarantine_reasons", {})
+    if reasons:
+        rt = Table(title="Quarantine reasons", title_justify="left")
+        for col in ("table", "field", "reason", "rows"):
+            rt.add_column(col)
+        for t, items in reasons.items():
+            for it in items[:15]:
+                rt.add_row(t, it["field"], it["reason"], f"{it['rows']:,}")
+        console.print(rt)
+    tx = rep.get("tables", {}).get("transactions")
+    if tx:
+        console.print(
+            f"transactions {tx['first_ts']} → {tx['last_ts']}, "
+            f"¥{tx['total_amount_cny']:,.2f} in CNY, {tx['labelled_illicit']:,} labelled illicit, "
+            f"{tx['self_transfers']:,} self-transfers"
+        )
+        if tx.get("by_typology"):
+            console.print("by typology: " + ", ".join(f"{k} {v:,}" for k, v in tx["by_typology"].items()))
+        worst = sorted(((c, r) for c, r in tx["null_rate"].items() if r > 0), key=lambda x: -x[1])[:6]
+        if worst:
+            console.print("null rates: " + ", ".join(f"{c} {r:.1%}" for c, r in worst))
+    for k, v in rep.get("notes", {}).items():
+        console.print(f"{k}: {v}")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    source: Annotated[Path, typer.Argument(help="File or folder to ingest.")],
+    dataset: DatasetOpt,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="auto, tianluo, amlworld, amlsim, pacs008, csv, parquet.")
+    ] = "auto",
+    mapping: Annotated[Path | None, typer.Option(help="Mapping file (TOML) for csv/parquet sources.")] = None,
+    patterns: Annotated[Path | None, typer.Option(help="AMLworld *_Patterns.txt with ground truth.")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding of a CSV source (e.g. gb18030).")] = None,
+    fx: Annotated[Path | None, typer.Option(help="FX table (CSV) overriding the packaged one.")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Master key file for PII tokens.")] = None,
+    report_json: Annotated[Path | None, typer.Option(help="Also write the data-quality report here.")] = None,
+) -> None:
+    """Validate a source and load it into a dataset; bad rows go to quarantine with their reason."""
+    res = _run_ingest(source, dataset, fmt, mapping, patterns, encoding, fx, key_file)
+    _print_result(res, dataset)
+    if report_json and not res.skipped:
+        report_json.write_text(json.dumps(res.report, indent=1, ensure_ascii=False, default=str))
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the simulated source into.")],
+    transactions: Annotated[int | None, typer.Option(help="Target number of transactions.")] = None,
+    persons: Annotated[int, typer.Option(help="Number of natural persons.")] = 20_000,
+    enterprises: Annotated[int, typer.Option(help="Number of enterprises.")] = 2_000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 90,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2024-01-01",
+    illicit_ratio: Annotated[float, typer.Option(help="Share of injected illicit transactions.")] = 0.002,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Also ingest into this dataset.")] = None,
+) -> None:
+    """Generate a bank's population and transactions with labelled, injected crime."""
+    from tianluo.simulate import SimConfig, write_source
+    from tianluo.simulate import simulate as run_sim
+
+    if fmt not in ("parquet", "csv"):
+        _fail("--format must be parquet or csv")
+    try:
+        cfg = SimConfig(
+            persons=persons,
+            enterprises=enterprises,
+            days=days,
+            start=date.fromisoformat(start),
+            transactions=transactions,
+            illicit_ratio=illicit_ratio,
+            seed=seed,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    t0 = time.perf_counter()
+    with _progress() as prog:
+        task = prog.add_task("simulate", total=1.0, unit="")
+
+        def tick(step: str, frac: float) -> None:
+            prog.update(task, completed=frac, description=f"simulate: {step}")
+
+        sim = run_sim(cfg, progress=tick)
+        prog.update(task, description="write source")
+        write_source(sim, out, fmt)
+        prog.update(task, completed=1.0, description="simulated")
+    n = sim.transactions.num_rows
+    ill = int(pc.sum(sim.transactions.column("label")).as_py() or 0)
+    console.print(
+        f"simulated {n:,} transactions ({ill:,} illicit), {sim.accounts.num_rows:,} accounts, "
+        f"{sim.parties.num_rows:,} parties in {time.perf_counter() - t0:.1f} s → {out}"
+    )
+    if dataset is not None:
+        res = _run_ingest(out, dataset, "tianluo", None, None, None, None, None)
+        _print_result(res, dataset)
+
+
+@app.command()
+def info(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
+    """Summarise a dataset: rows per table, time span, ingests, labels per typology."""
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        ds = Dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+    con = ds.connect()
+    tab = Table(title=f"Dataset {ds.root}", title_justify="left")
+    tab.add_column("table")
+    tab.add_column("rows", justify="right")
+    for t in ("transactions", "accounts", "parties", "quarantine"):
+        tab.add_row(t, f"{con.execute(f'SELECT count(*) FROM {t}').fetchall()[0][0]:,}")
+    console.print(tab)
+    span = con.execute("SELECT min(ts)::VARCHAR, max(ts)::VARCHAR, sum(amount_cny) FROM transactions").fetchall()[0]
+    if span[0]:
+        console.print(f"from {span[0]} to {span[1]}, ¥{span[2]:,.2f}")
+    typ = con.execute(
+        "SELECT typology, count(*) FROM transactions WHERE label = 1 GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    if typ:
+        console.print("labelled illicit: " + ", ".join(f"{t or '(no typology)'} {n:,}" for t, n in typ))
+    for ing in ds.ingests:
+        c = ing["counts"]
+        console.print(
+            f"ingest {ing['ingest_id']} ({ing['format']}): loaded {c['loaded']}, quarantined {c['quarantined']}"
+        )
+
+
+@app.command()
+def quality(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    ingest_id: Annotated[str | None, typer.Option("--ingest", help="Ingest id (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Show the data-quality report of an ingest."""
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        ds = Dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+    ings = [i for i in ds.ingests if ingest_id in (None, i["ingest_id"])]
+    if not ings:
+        _fail(f"no ingest {ingest_id!r} in {dataset}" if ingest_id else f"{dataset} has no ingests yet")
+    rep = json.loads((ds.root / ings[-1]["report"]).read_text())
+    if as_json:
+        sys.stdout.write(json.dumps(rep, indent=1, ensure_ascii=False) + "\n")
+    else:
+        _print_quality(rep)
+
+
+@app.command()
+def quarantine(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+) -> None:
+    """List quarantined rows: file, line, field and reason."""
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        ds = Dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+    con = ds.connect()
+    rows = con.execute(
+        f'SELECT file, source_line, "table", field, reason FROM quarantine '
+        f"ORDER BY file, source_line LIMIT {int(limit)}"
+    ).fetchall()
+    tab = Table(title="Quarantine", title_justify="left")
+    for col in ("file", "line", "table", "field", "reason"):
+        tab.add_column(col)
+    for r in rows:
+        tab.add_row(Path(r[0]).name, str(r[1]), r[2], r[3] or "(row)", r[4])
+    console.print(tab)
+
+
+@app.command()
+def recover(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
+    """Remove what an interrupted write left behind (runs automatically before every write)."""
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        ds = Dataset(dataset)
+        with ds.writing():
+            pass
+    except DatasetError as exc:
+        _fail(str(exc))
+    console.print(f"{dataset}: consistent, {len(ds.ingests)} committed ingest(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

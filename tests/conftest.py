@@ -1,0 +1,25 @@
+"""Shared fixtures: the team's real data sets, a fixed tokenization key, fresh dataset folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+@pytest.fixture(autouse=True)
+def _master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test tokenizes with a fixed key, never the user's key file."""
+    monkeypatch.setenv("TIANLUO_MASTER_KEY", TEST_KEY)
+
+
+def shared(name: str) -> Path:
+    """Path of a shared data set; skip the test with a clear message if it is absent."""
+    p = SHARED_DATA / name
+    if not p.exists():
+        pytest.skip(f"shared data set {p} is not present on this machine")
+    return p

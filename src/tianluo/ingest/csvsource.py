@@ -174,8 +174,8 @@ class CsvSource:
         lengths = ends - starts
         line_no = first_line + np.arange(len(starts), dtype=np.int64)
         delim = ord(self.delimiter)
-        dcum = np.concatenate(([0], np.cumsum(buf == delim, dtype=np.int64)))
-        fields = dcum[ends] - dcum[starts] + 1
+        dpos = np.flatnonzero(buf == delim)
+        fields = np.searchsorted(dpos, ends) - np.searchsorted(dpos, starts) + 1
         blank = lengths == 0
         good = (fields == ncols) & ~blank
         bad: list[BadLine] = []

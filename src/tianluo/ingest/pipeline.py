@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import shutil
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +24,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tianluo.ingest.base import Reader
+from tianluo.ingest.base import RawBatch, Reader
 from tianluo.ingest.validate import validate
 from tianluo.protect import Tokenizer, load_key
 from tianluo.reference.currency import FxTable
 from tianluo.schema import TABLES
 from tianluo.store.dataset import STATE_TABLES, WRITE_MEMORY, Dataset, _fault, _sql_list
+
+#: Validated rows held in memory before the stage spills to scratch Parquet.
+STAGE_MEMORY_BYTES = 256_000_000
 
 Progress = Callable[[str, int], None]
 
@@ -54,39 +59,69 @@ def fingerprint(path: Path) -> str:
 
 
 class _Stage:
-    """Parquet writers for one ingest's validated batches, before de-duplication."""
+    """Validated batches of one ingest, before de-duplication: in memory, spilled to Parquet when large.
 
-    def __init__(self, root: Path) -> None:
+    Keeping a few million rows as Arrow in memory saves writing and re-reading them;
+    past `spill_bytes` everything goes to scratch Parquet so memory stays bounded
+    whatever the size of the source.
+    """
+
+    def __init__(self, root: Path, spill_bytes: int = STAGE_MEMORY_BYTES) -> None:
         self.root = root
+        self.spill_bytes = spill_bytes
+        self.memory: dict[str, list[pa.Table]] = {}
+        self.held = 0
         self.writers: dict[str, pq.ParquetWriter] = {}
-        self.rows: dict[str, int] = {}
         self.seq = 0
 
     def write(self, table: str, data: pa.Table) -> None:
         if table != "quarantine":
             data = data.append_column("_seq", pa.array(range(self.seq, self.seq + data.num_rows), pa.int64()))
             self.seq += data.num_rows
-        if table not in self.writers:
-            self.writers[table] = pq.ParquetWriter(self.root / f"{table}.parquet", data.schema, compression="zstd")
-        self.writers[table].write_table(data)
-        self.rows[table] = self.rows.get(table, 0) + data.num_rows
+        self.memory.setdefault(table, []).append(data)
+        self.held += data.nbytes
+        if self.writers or self.held > self.spill_bytes:
+            self._spill()
+
+    def _spill(self) -> None:
+        for table, parts in self.memory.items():
+            for data in parts:
+                if table not in self.writers:
+                    # Scratch files: lz4 is the fastest codec to write and read back.
+                    self.writers[table] = pq.ParquetWriter(
+                        self.root / f"{table}.parquet", data.schema, compression="lz4"
+                    )
+                self.writers[table].write_table(data)
+        self.memory = {}
+        self.held = 0
 
     def close(self) -> None:
+        if self.writers:
+            self._spill()
         for w in self.writers.values():
             w.close()
 
+    def tables(self) -> list[str]:
+        return sorted(set(self.memory) | set(self.writers))
+
+    def relation(self, con: duckdb.DuckDBPyConnection, table: str) -> str:
+        """SQL source of a staged table: a registered Arrow table or the scratch Parquet file."""
+        if table in self.writers:
+            return f"read_parquet('{self.root / f'{table}.parquet'}')"
+        con.register(f"_staged_{table}", pa.concat_tables(self.memory[table]))
+        return f"_staged_{table}"
+
 
 def _dedupe_and_write(
-    con: duckdb.DuckDBPyConnection, ds: Dataset, stage: Path, table: str, ingest_id: str
+    con: duckdb.DuckDBPyConnection, ds: Dataset, stage: Path, table: str, ingest_id: str, source: str
 ) -> tuple[list[Path], int]:
     """Quarantine duplicate keys and write the final files; return (files, duplicates)."""
     spec = TABLES[table]
     key = spec.key
-    raw = str(stage / "raw" / f"{table}.parquet")
     final = stage / "final" / table
     final.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(spec.names)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW staged AS SELECT * FROM read_parquet('{raw}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW staged AS SELECT * FROM {source}")
     existing = [str(p) for p in ds.files(table)]
     # Transaction ids are immutable facts: one already stored is a duplicate. Accounts and
     # parties are state: a newer ingest supersedes (the view keeps the newest), so only
@@ -235,7 +270,7 @@ def _run(
     stage = _Stage(stage_root / "raw")
     read_rows: dict[str, int] = {}
     try:
-        for batch in reader.batches():
+        for batch in _prefetch(reader.batches()):
             v = validate(batch, ingest_id=ingest_id, fx=fx, tokenizer=tokenizer)
             files = batch.data.column("_file")
             good_files = _loaded_files(batch, v.loaded.num_rows, files)
@@ -256,19 +291,23 @@ def _run(
         con.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
         con.execute(f"SET temp_directory = '{stage_root / 'spill'}'")
         con.execute("SET preserve_insertion_order = false")
+        con.execute("SET enable_progress_bar = false")
         staged: dict[str, list[Path]] = {}
         dups: dict[str, int] = {}
         for table in ("transactions", "accounts", "parties"):
-            if (stage_root / "raw" / f"{table}.parquet").exists():
-                staged[table], dups[table] = _dedupe_and_write(con, dataset, stage_root, table, ingest_id)
-        qparts = [stage_root / "raw" / "quarantine.parquet", *sorted((stage_root / "raw").glob("dups-*.parquet"))]
-        qparts = [p for p in qparts if p.exists()]
+            if table in stage.tables():
+                staged[table], dups[table] = _dedupe_and_write(
+                    con, dataset, stage_root, table, ingest_id, stage.relation(con, table)
+                )
+        qsources = [stage.relation(con, "quarantine")] if "quarantine" in stage.tables() else []
+        qsources += [f"read_parquet('{p}')" for p in sorted((stage_root / "raw").glob("dups-*.parquet"))]
         qfile: Path | None = None
-        if qparts:
+        if qsources:
             qfile = stage_root / "final" / "quarantine" / f"part-{ingest_id}.parquet"
             qfile.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"""COPY (SELECT * FROM read_parquet({_sql_list([str(p) for p in qparts])})
-                            ORDER BY file, source_line) TO '{qfile}' (FORMAT parquet, COMPRESSION zstd)""")
+            union = " UNION ALL ".join(f"SELECT * FROM {q}" for q in qsources)
+            con.execute(f"""COPY (SELECT * FROM ({union}) ORDER BY file, source_line)
+                            TO '{qfile}' (FORMAT parquet, COMPRESSION zstd)""")
             staged["quarantine"] = [qfile]
         report = _report(con, stage_root, [t for t in staged if t != "quarantine"], qfile, reader.notes())
     finally:
@@ -311,6 +350,45 @@ def _run(
         },
     )
     return IngestResult(ingest_id, loaded=loaded, quarantined=quarantined, report=report)
+
+
+def _prefetch(batches: Iterator[RawBatch], depth: int = 2) -> Iterator[RawBatch]:
+    """Read the next batches in a thread while this one is validated.
+
+    Parsing (pyarrow, numpy) and validation (polars) release the GIL, so on two cores
+    reading overlaps checking; the bounded queue keeps at most `depth` batches in memory.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(("batch", b), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", None))
+        except BaseException as exc:  # re-raised in the consumer, with its traceback
+            q.put(("error", exc))
+
+    t = threading.Thread(target=produce, name="tianluo-read", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def _loaded_files(batch: Any, n_loaded: int, files: pa.ChunkedArray) -> pa.Array:

@@ -42,14 +42,14 @@ def _polars_type(f: Field) -> pl.DataType:
 
 def _clean_str(name: str) -> pl.Expr:
     s = pl.col(name).cast(pl.String).str.strip_chars()
-    return pl.when(s == "").then(None).otherwise(s)
+    return pl.when(s == "").then(None).otherwise(s).alias(name)
 
 
-def _parse(f: Field, dtype: pl.DataType, batch: RawBatch) -> tuple[pl.Expr, pl.Expr]:
-    """Expression for the typed value and for its parse-error reason (null when fine)."""
+def _parse(f: Field, dtype: pl.DataType, batch: RawBatch) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Expressions for the typed value, whether parsing failed, and the reason if it did."""
     name = f.name
     is_str = dtype == pl.String
-    raw = _clean_str(name) if is_str else pl.col(name)
+    raw = pl.col(name)  # string columns arrive cleaned (stripped, "" → null)
     t = f.type
     if pa.types.is_timestamp(t):
         if is_str:
@@ -91,8 +91,8 @@ def _parse(f: Field, dtype: pl.DataType, batch: RawBatch) -> tuple[pl.Expr, pl.E
         if f.allowed:
             value = value.str.to_lowercase()
         reason = pl.lit(None, pl.String)
-    error = pl.when(raw.is_not_null() & value.is_null()).then(reason)
-    return value, error
+    # The failure test reads the materialised `_v_` column, so the parse runs only once.
+    return value, raw.is_not_null() & pl.col(f"_v_{name}").is_null(), reason
 
 
 def validate(batch: RawBatch, *, ingest_id: str, fx: FxTable, tokenizer: Tokenizer) -> Validated:
@@ -101,102 +101,79 @@ def validate(batch: RawBatch, *, ingest_id: str, fx: FxTable, tokenizer: Tokeniz
     df = pl.from_arrow(batch.data)
     assert isinstance(df, pl.DataFrame)
     raw_cols = [c for c in df.columns if not c.startswith("_")]
+    df = df.with_columns(_clean_str(c) for c in raw_cols if df.schema[c] == pl.String)
     values: dict[str, pl.Expr] = {}
-    errors: dict[str, pl.Expr] = {}
-    for f in spec.fields:
-        if f.derived:
-            continue
-        if f.name not in df.columns:
-            values[f.name] = pl.lit(None, _polars_type(f))
-            if f.required:
-                errors[f.name] = pl.lit(f"missing required value for {f.name} (no such column)")
-            continue
-        value, error = _parse(f, df.schema[f.name], batch)
-        values[f.name] = value
-        errors[f.name] = error
-
-    typed = df.with_columns(**{f"_v_{k}": v for k, v in values.items()})
-    checks: list[tuple[str, pl.Expr]] = []
+    # (field, failed, reason): `failed` is cheap and runs on every row; `reason` builds a
+    # message and only runs on the rows that failed something.
+    checks: list[tuple[str, pl.Expr, pl.Expr]] = []
     for f in spec.fields:
         if f.derived:
             continue
         v = pl.col(f"_v_{f.name}")
-        if f.name in errors:
-            checks.append((f.name, errors[f.name]))
+        if f.name not in df.columns:
+            values[f.name] = pl.lit(None, _polars_type(f))
+        else:
+            value, failed, reason = _parse(f, df.schema[f.name], batch)
+            values[f.name] = value
+            checks.append((f.name, failed, reason))
         if f.required:
-            checks.append((f.name, pl.when(v.is_null()).then(pl.lit(f"missing required value for {f.name}"))))
+            checks.append((f.name, v.is_null(), pl.lit(f"missing required value for {f.name}")))
         if f.allowed:
             checks.append(
                 (
                     f.name,
-                    pl.when(v.is_not_null() & ~v.is_in(list(f.allowed))).then(
-                        pl.format(f"'{{}}' is not a known {f.name}; use one of {', '.join(f.allowed)}", v)
-                    ),
+                    v.is_not_null() & ~v.is_in(list(f.allowed)),
+                    pl.format(f"'{{}}' is not a known {f.name}; use one of {', '.join(f.allowed)}", v),
                 )
             )
+    typed = df.with_columns(**{f"_v_{k}": v for k, v in values.items()})
 
     if batch.table == "transactions":
         amount = pl.col("_v_amount")
-        checks.append(
-            (
-                "amount",
-                pl.when(amount.is_not_null() & (amount.is_nan() | amount.is_infinite())).then(
-                    pl.lit("amount is not a finite number")
-                ),
-            )
-        )
-        checks.append(
-            ("amount", pl.when(amount <= 0).then(pl.format("amount must be > 0, got {}", amount.cast(pl.String))))
-        )
+        checks.append(("amount", amount.is_nan() | amount.is_infinite(), pl.lit("amount is not a finite number")))
+        checks.append(("amount", amount <= 0, pl.format("amount must be > 0, got {}", amount.cast(pl.String))))
         # Currency: codes or names; unknown ones cannot be normalised, so they are quarantined.
-        code = normalise_currency(typed["_v_currency"])
-        typed = typed.with_columns(_ccy=code)
+        typed = typed.with_columns(
+            _ccy=normalise_currency(typed["_v_currency"]),
+            _dst_ccy=normalise_currency(typed["_v_dst_currency"]),
+        )
         checks.append(
             (
                 "currency",
-                pl.when(pl.col("_v_currency").is_not_null() & pl.col("_ccy").is_null()).then(
-                    pl.format("unknown currency '{}'; use an ISO 4217 code or a known name", pl.col("_v_currency"))
-                ),
+                pl.col("_v_currency").is_not_null() & pl.col("_ccy").is_null(),
+                pl.format("unknown currency '{}'; use an ISO 4217 code or a known name", pl.col("_v_currency")),
             )
         )
-        dst_code = normalise_currency(typed["_v_dst_currency"])
-        typed = typed.with_columns(_dst_ccy=dst_code)
         checks.append(
             (
                 "dst_currency",
-                pl.when(pl.col("_v_dst_currency").is_not_null() & pl.col("_dst_ccy").is_null()).then(
-                    pl.format("unknown currency '{}'", pl.col("_v_dst_currency"))
-                ),
+                pl.col("_v_dst_currency").is_not_null() & pl.col("_dst_ccy").is_null(),
+                pl.format("unknown currency '{}'", pl.col("_v_dst_currency")),
             )
         )
-        cny = fx.to_cny(typed["_v_amount"], typed["_ccy"], typed["_v_ts"])
-        typed = typed.with_columns(_cny=cny)
+        typed = typed.with_columns(_cny=fx.to_cny(typed["_v_amount"], typed["_ccy"], typed["_v_ts"]))
         checks.append(
             (
                 "currency",
-                pl.when(
-                    pl.col("_cny").is_null()
-                    & pl.col("_ccy").is_not_null()
-                    & pl.col("_v_ts").is_not_null()
-                    & (amount > 0)
-                ).then(
-                    pl.format(
-                        "no FX rate for {} on {}; add one with --fx FILE",
-                        pl.col("_ccy"),
-                        pl.col("_v_ts").dt.date().cast(pl.String),
-                    )
+                pl.col("_cny").is_null() & pl.col("_ccy").is_not_null() & pl.col("_v_ts").is_not_null() & (amount > 0),
+                pl.format(
+                    "no FX rate for {} on {}; add one with --fx FILE",
+                    pl.col("_ccy"),
+                    pl.col("_v_ts").dt.date().cast(pl.String),
                 ),
             )
         )
 
-    reason = pl.coalesce([e for _, e in checks]) if checks else pl.lit(None, pl.String)
-    which = pl.lit(None, pl.String)
-    for name, e in reversed(checks):
-        which = pl.when(e.is_not_null()).then(pl.lit(name)).otherwise(which)
-    typed = typed.with_columns(_reason=reason, _field=which)
-
-    bad = typed.filter(pl.col("_reason").is_not_null())
-    good = typed.filter(pl.col("_reason").is_null())
+    failed_any = pl.any_horizontal([c.fill_null(False) for _, c, _ in checks]) if checks else pl.lit(False)
+    typed = typed.with_columns(_bad=failed_any)
+    good = typed.filter(~pl.col("_bad"))
+    # The first failing check, in schema order, names the field and the reason.
+    reason: pl.Expr = pl.lit(None, pl.String)
+    which: pl.Expr = pl.lit(None, pl.String)
+    for name, cond, why in reversed(checks):
+        reason = pl.when(cond.fill_null(False)).then(why).otherwise(reason)
+        which = pl.when(cond.fill_null(False)).then(pl.lit(name)).otherwise(which)
+    bad = typed.filter(pl.col("_bad")).with_columns(_reason=reason, _field=which)
 
     out_cols: dict[str, pl.Expr] = {}
     for f in spec.fields:

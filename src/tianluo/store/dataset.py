@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 #: Tables whose rows are current state (the newest ingest's row per key wins).
 STATE_TABLES = {ACCOUNTS.name: ACCOUNTS.key, PARTIES.name: PARTIES.key}
 #: DuckDB's memory cap for a write: the 5M-row ingest must stay bounded.
-WRITE_MEMORY = "1500MB"
+WRITE_MEMORY = "2GB"
 
 
 class DatasetError(RuntimeError):
@@ -223,6 +223,7 @@ class Dataset:
         """An in-memory DuckDB connection with one view per canonical table (UTC session)."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         self._install_views(con, temp=True)
         return con
 
@@ -232,6 +233,7 @@ class Dataset:
         tmp = self.root / (CATALOG + ".tmp")
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
+        con.execute("SET enable_progress_bar = false")
         try:
             con.execute("SET TimeZone = 'UTC'")
             self._install_views(con, temp=False)

@@ -264,3 +264,34 @@ def test_every_row_loaded_or_quarantined(
     # Each record starts on one line; multi-line quoted records make some lines continuations.
     assert len(loaded) + len(quarantined) == len(rows)
     assert res.loaded.get("transactions", 0) == len(loaded)
+
+
+def test_core_banking_statement_mapping_gb18030(tmp_path: Path) -> None:
+    """A Chinese core-banking statement export: GB18030, Beijing time, debit/credit flags."""
+    data = Path(__file__).parent / "data" / "mapped"
+    ds = Dataset(tmp_path / "ds", create=True)
+    res = ingest(open_reader(data / "core_banking_gb18030.csv", mapping=data / "core_banking.toml"), ds)
+    assert res.loaded == {"transactions": 5}
+    assert res.quarantined == {"transactions": 4}
+    assert [(line, field) for line, field, _ in _quarantine(ds)] == [
+        (6, "src_account"),
+        (7, "amount"),
+        (8, "ts"),
+        (10, None),
+    ]
+    assert _quarantine(ds)[0][2].startswith("借贷标志 'X' is neither debit ['借', 'D'] nor credit ['贷', 'C']")
+    rows = (
+        ds.connect()
+        .execute(
+            "SELECT txn_id, ts::VARCHAR, src_account, dst_account, amount, currency, channel, purpose "
+            "FROM transactions ORDER BY txn_id"
+        )
+        .fetchall()
+    )
+    assert rows == [
+        ("T0001", "2024-03-01 01:15:02+00", "6222020001", "6222020002", 1200.0, "CNY", "transfer", "房租"),
+        ("T0002", "2024-03-01 02:00:00+00", "CASH", "6222020001", 49999.99, "CNY", "cash", "现金存款"),
+        ("T0003", "2024-03-01 02:05:00+00", "CASH", "6222020001", 50000.0, "CNY", "cash", "现金存款"),
+        ("T0004", "2024-03-02 15:59:59+00", "6222020001", "HK0001", 8000.0, "HKD", "wire", "货款"),
+        ("T0008", "2024-03-03 00:00:00+00", "6222020004", "6222020001", 1000.0, "JPY", "mobile", "退款"),
+    ]

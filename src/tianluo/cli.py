@@ -8,11 +8,12 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import pyarrow.compute as pc
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -30,8 +31,8 @@ err = Console(stderr=True)
 DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset directory.")]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -129,7 +130,7 @@ def _print_quality(rep: dict[str, Any]) -> None:
             rt.add_column(col)
         for t, items in reasons.items():
             for it in items[:15]:
-                rt.add_row(t, it["field"], it["reason"], f"{it['rows']:,}")
+                rt.add_row(t, it["field"], escape(it["reason"]), f"{it['rows']:,}")
         console.print(rt)
     tx = rep.get("tables", {}).get("transactions")
     if tx:
@@ -144,7 +145,7 @@ def _print_quality(rep: dict[str, Any]) -> None:
         if worst:
             console.print("null rates: " + ", ".join(f"{c} {r:.1%}" for c, r in worst))
     for k, v in rep.get("notes", {}).items():
-        console.print(f"{k}: {v}")
+        console.print(escape(f"{k}: {v}"))
 
 
 @app.command("ingest")
@@ -296,7 +297,7 @@ def quarantine(
     for col in ("file", "line", "table", "field", "reason"):
         tab.add_column(col)
     for r in rows:
-        tab.add_row(Path(r[0]).name, str(r[1]), r[2], r[3] or "(row)", r[4])
+        tab.add_row(Path(r[0]).name, str(r[1]), r[2], r[3] or "(row)", escape(r[4]))
     console.print(tab)
 
 

@@ -123,6 +123,32 @@ def _to_canonical(df: pl.DataFrame, m: Mapping) -> pl.DataFrame:
     return out
 
 
+def _split_statement_flags(df: pl.DataFrame, m: Mapping, file: str) -> tuple[pl.DataFrame, list[Rejection]]:
+    """Reject statement rows whose debit/credit flag is neither, naming the flag column and values."""
+    if not m.statement:
+        return df, []
+    st = m.statement
+    known = [str(x) for x in [*st["debit"], *st["credit"]]]
+    flag = pl.col(st["flag"]).cast(pl.String).str.strip_chars()
+    bad = df.filter(~flag.is_in(known) | flag.is_null())
+    if bad.height == 0:
+        return df, []
+    shown = [c for c in df.columns if not c.startswith("_")]
+    rejects = [
+        Rejection(
+            m.table,
+            file,
+            row["_line"],
+            "src_account",
+            f"{st['flag']} '{row[st['flag']]}' is neither debit {st['debit']} nor credit {st['credit']}; "
+            "add the value to [statement] in the mapping",
+            ",".join("" if row[c] is None else str(row[c]) for c in shown),
+        )
+        for row in bad.iter_rows(named=True)
+    ]
+    return df.filter(flag.is_in(known)), rejects
+
+
 class MappedReader(Reader):
     """`tianluo ingest --format csv|parquet --mapping MAP.toml FILE`."""
 
@@ -156,6 +182,8 @@ class MappedReader(Reader):
             assert isinstance(df, pl.DataFrame)
             df = df.with_columns(_file=pl.lit(file), _line=pl.Series(chunk.lines, dtype=pl.Int64))
             rejected = [Rejection(m.table, file, b.line, None, b.reason, b.raw) for b in chunk.bad]
+            df, flag_rejects = _split_statement_flags(df, m, file)
+            rejected += flag_rejects
             yield RawBatch(m.table, _to_canonical(df, m).to_arrow(), rejected, ts_format=m.ts_format, ts_tz=m.timezone)
 
     def _parquet(self, file: str) -> Iterator[RawBatch]:
@@ -175,7 +203,8 @@ class MappedReader(Reader):
             n = df.height
             df = df.with_columns(_file=pl.lit(file), _line=pl.int_range(line, line + n, dtype=pl.Int64))
             line += n
-            yield RawBatch(m.table, _to_canonical(df, m).to_arrow(), [], ts_format=m.ts_format, ts_tz=m.timezone)
+            df, rejected = _split_statement_flags(df, m, file)
+            yield RawBatch(m.table, _to_canonical(df, m).to_arrow(), rejected, ts_format=m.ts_format, ts_tz=m.timezone)
 
 
 def identity_mapping(table: str, header: list[str], *, ts_format: str | None = None) -> Mapping:

@@ -1,0 +1,67 @@
+"""The CLI as a user runs it: a subprocess per command, real files, exit codes and printed results."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, shared
+from tianluo import schema
+
+
+def tianluo(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "tianluo.cli", *args], capture_output=True, text=True, check=False, env=env
+    )
+
+
+def test_ingest_info_quality_quarantine(tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    data = ROOT / "tests" / "data" / "mapped"
+    p = tianluo(
+        "ingest",
+        str(data / "core_banking_gb18030.csv"),
+        "--mapping",
+        str(data / "core_banking.toml"),
+        "-d",
+        str(ds),
+        "--report-json",
+        str(tmp_path / "r.json"),
+    )
+    assert p.returncode == 0, p.stderr
+    assert "transactions │    9 │      5 │           4" in p.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["loaded"] == {"transactions": 5} and report["quarantined"] == {"transactions": 4}
+    q = tianluo("quarantine", str(ds))
+    assert q.returncode == 0 and "借贷标志 'X' is neither debit ['借', 'D']" in q.stdout
+    again = tianluo(
+        "ingest", str(data / "core_banking_gb18030.csv"), "--mapping", str(data / "core_banking.toml"), "-d", str(ds)
+    )
+    assert again.returncode == 0 and "already ingested" in again.stdout
+    info = tianluo("info", str(ds))
+    assert info.returncode == 0 and re.search(r"transactions\s*│\s*5\s*│", info.stdout), info.stdout
+    qual = tianluo("quality", str(ds), "--json")
+    assert json.loads(qual.stdout)["read"] == {"transactions": 9}
+
+
+def test_amlworld_detected_and_errors_are_clear(tmp_path: Path) -> None:
+    src = shared("amlworld-format") / "HI-Small_Trans.sample.csv"
+    p = tianluo("ingest", str(src), "-d", str(tmp_path / "ds"))
+    assert p.returncode == 0, p.stderr
+    assert "transactions │ 1,000 │  1,000 │           0" in p.stdout
+    bad = tianluo("ingest", str(tmp_path / "nope.csv"), "-d", str(tmp_path / "ds2"))
+    assert bad.returncode == 2
+    assert "no such file or folder" in bad.stderr
+    assert not (tmp_path / "ds2").exists()
+    notds = tianluo("info", str(tmp_path))
+    assert notds.returncode == 2 and "is not a Tianluo dataset" in notds.stderr
+
+
+def test_data_model_doc_is_generated_from_the_schema() -> None:
+    doc = (ROOT / "docs" / "data-model.md").read_text()
+    assert doc == schema.markdown() + "\n", "regenerate: tianluo schema --markdown > docs/data-model.md"

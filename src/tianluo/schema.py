@@ -195,7 +195,53 @@ QUARANTINE = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (TRANSACTIONS, ACCOUNTS, PARTIES, QUARANTINE)}
+ALERTS = Table(
+    name="alerts",
+    doc="A detector's finding: who, which transactions, why, how strongly; keyed so re-runs add no duplicates.",
+    key="alert_id",
+    fields=(
+        Field(
+            "alert_id",
+            pa.string(),
+            "Deterministic id: hash of detector name, subject and evidence transactions (not the version).",
+            required=True,
+        ),
+        Field("detector", pa.string(), "Rule, miner or model name (e.g. `pboc_large_cash`).", required=True),
+        Field("detector_version", pa.string(), "Version of the rule / miner / model that raised it.", required=True),
+        Field("kind", pa.string(), "rule, miner or model.", required=True, allowed=("rule", "miner", "model")),
+        Field(
+            "subject_type",
+            pa.string(),
+            "What the alert is about.",
+            required=True,
+            allowed=("account", "party", "transaction"),
+        ),
+        Field("subject_id", pa.string(), "Account id, party id or txn id of the subject.", required=True),
+        Field("ts_start", UTC_TS, "First evidence transaction time.", required=True),
+        Field("ts_end", UTC_TS, "Last evidence transaction time.", required=True),
+        Field("score", pa.float64(), "Strength in [0, 1]; rules give 1.0 unless they grade.", required=True),
+        Field("typology", pa.string(), "Typology the alert points to (fan_in, structuring, large_value…)."),
+        Field("reasons", pa.list_(pa.string()), "Reasons in words an investigator understands.", required=True),
+        Field(
+            "txn_ids", pa.list_(pa.string()), "Evidence: the exact transactions (the pattern instance).", required=True
+        ),
+        Field("accounts", pa.list_(pa.string()), "Evidence: every account in the pattern instance.", required=True),
+        Field("amount_cny", pa.float64(), "Total CNY of the evidence transactions."),
+        Field(
+            "report_kind",
+            pa.string(),
+            "`large_value` for LVTR candidates, `suspicious` otherwise.",
+            required=True,
+            allowed=("large_value", "suspicious"),
+        ),
+        Field("crcd", pa.string(), "CAMLMAC large-value feature code (0501–0504) for LVTR candidates."),
+        Field("tosc", pa.string(), "CAMLMAC suspected-crime code (TOSC, e.g. 0802, 1201) where one applies."),
+        Field("goaml_indicator", pa.string(), "goAML report indicator code (e.g. SPOS, SPOEQ) where one applies."),
+        Field("run_id", pa.string(), "The detection run that first raised it.", required=True, derived=True),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (TRANSACTIONS, ACCOUNTS, PARTIES, QUARANTINE, ALERTS)}
 
 
 def markdown() -> str:

@@ -249,7 +249,7 @@ def info(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) ->
     for ing in ds.ingests:
         c = ing["counts"]
         console.print(
-            f"ingest {ing['ingest_id']} ({ing['format']}): loaded {c['loaded']}, quarantined {c['quarantined']}"
+            f"ingest {ing['id']} ({ing['format']}): loaded {c['loaded']}, quarantined {c['quarantined']}"
         )
 
 
@@ -266,7 +266,7 @@ def quality(
         ds = Dataset(dataset)
     except DatasetError as exc:
         _fail(str(exc))
-    ings = [i for i in ds.ingests if ingest_id in (None, i["ingest_id"])]
+    ings = [i for i in ds.ingests if ingest_id in (None, i["id"])]
     if not ings:
         _fail(f"no ingest {ingest_id!r} in {dataset}" if ingest_id else f"{dataset} has no ingests yet")
     rep = json.loads((ds.root / ings[-1]["report"]).read_text())

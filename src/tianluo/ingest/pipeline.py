@@ -238,9 +238,9 @@ def ingest(
         prev = dataset.find_fingerprints([s["sha256"] for s in sources])
         if prev is not None:
             return IngestResult(
-                prev["ingest_id"],
+                prev["id"],
                 skipped=True,
-                previous=prev["ingest_id"],
+                previous=prev["id"],
                 loaded=prev["counts"]["loaded"],
                 quarantined=prev["counts"]["quarantined"],
                 report=prev.get("report_summary", {}),
@@ -341,6 +341,7 @@ def _run(
     staged["reports"] = [report_file]
     dataset.commit(
         ingest_id,
+        "ingest",
         staged,
         {
             "format": reader.format_name,

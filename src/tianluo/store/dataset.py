@@ -2,7 +2,7 @@
 
 Layout::
 
-    <dataset>/_manifest.json                 committed ingests and the files each one added
+    <dataset>/_manifest.json                 committed writes (ingests, detection runs) and their files
     <dataset>/transactions/day=YYYY-MM-DD/part-<ingest>-<n>.parquet
     <dataset>/accounts/part-<ingest>.parquet  (newest row per account_id wins)
     <dataset>/parties/part-<ingest>.parquet   (newest row per party_id wins)
@@ -86,7 +86,7 @@ class Dataset:
             if self.root.exists() and any(p for p in self.root.iterdir() if p.name != ".staging"):
                 raise DatasetError(f"{self.root} exists and is not empty; choose a new dataset directory")
             self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(mpath, json.dumps({"format": FORMAT_VERSION, "ingests": []}, indent=1))
+            _atomic_write(mpath, json.dumps({"format": FORMAT_VERSION, "writes": []}, indent=1))
         self.manifest = self._read_manifest()
 
     # -- manifest ----------------------------------------------------------------------
@@ -101,17 +101,23 @@ class Dataset:
         return m
 
     @property
+    def writes(self) -> list[dict[str, Any]]:
+        """Every committed write, oldest first: ingests and detection runs."""
+        return list(self.manifest["writes"])
+
+    @property
     def ingests(self) -> list[dict[str, Any]]:
-        return list(self.manifest["ingests"])
+        """Committed ingests, oldest first."""
+        return [w for w in self.manifest["writes"] if w["kind"] == "ingest"]
 
     def files(self, table: str) -> list[Path]:
         """Committed files of a table, oldest ingest first."""
-        return [self.root / rel for ing in self.manifest["ingests"] for rel in ing["files"].get(table, [])]
+        return [self.root / rel for w in self.manifest["writes"] for rel in w["files"].get(table, [])]
 
     def find_fingerprints(self, digests: list[str]) -> dict[str, Any] | None:
         """The committed ingest that read exactly these files' contents, if any."""
         want = sorted(digests)
-        for ing in self.manifest["ingests"]:
+        for ing in self.ingests:
             if sorted(f["sha256"] for f in ing.get("sources", [])) == want:
                 return ing
         return None
@@ -140,7 +146,7 @@ class Dataset:
         if staging.exists():
             shutil.rmtree(staging)
             removed.append(staging)
-        listed = {self.root / rel for ing in self.manifest["ingests"] for rels in ing["files"].values() for rel in rels}
+        listed = {self.root / rel for w in self.manifest["writes"] for rels in w["files"].values() for rel in rels}
         for table in [*TABLES, "reports"]:
             tdir = self.root / table
             if not tdir.exists():
@@ -161,9 +167,9 @@ class Dataset:
         d.mkdir(parents=True, exist_ok=False)
         return d
 
-    def commit(self, ingest_id: str, staged: dict[str, list[Path]], record: dict[str, Any]) -> None:
+    def commit(self, write_id: str, kind: str, staged: dict[str, list[Path]], record: dict[str, Any]) -> None:
         """Move staged files into place, then publish them by replacing the manifest."""
-        stage_root = self.root / ".staging" / ingest_id
+        stage_root = self.root / ".staging" / write_id
         rel_files: dict[str, list[str]] = {}
         moves = []
         for table, paths in staged.items():
@@ -179,11 +185,12 @@ class Dataset:
         _fault("before-manifest")
         record = {
             **record,
-            "ingest_id": ingest_id,
+            "id": write_id,
+            "kind": kind,
             "files": rel_files,
             "committed": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        manifest = {**self.manifest, "ingests": [*self.manifest["ingests"], record]}
+        manifest = {**self.manifest, "writes": [*self.manifest["writes"], record]}
         _atomic_write(self.root / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
         self.manifest = manifest
         shutil.rmtree(stage_root, ignore_errors=True)
@@ -201,7 +208,7 @@ class Dataset:
         key = STATE_TABLES.get(table)
         if key is None:
             return f"SELECT * FROM {src}"
-        seq = {ing["ingest_id"]: n for n, ing in enumerate(self.manifest["ingests"])}
+        seq = {w["id"]: n for n, w in enumerate(self.ingests)}
         cases = " ".join(f"WHEN '{i}' THEN {n}" for i, n in seq.items())
         return (
             f"SELECT * FROM {src} QUALIFY row_number() OVER "
@@ -238,11 +245,11 @@ class Dataset:
             con.execute("SET TimeZone = 'UTC'")
             self._install_views(con, temp=False)
             con.execute(
-                "CREATE OR REPLACE TABLE ingests AS SELECT * FROM (VALUES "
-                + ", ".join(f"('{i['ingest_id']}', '{i.get('committed', '')}')" for i in self.manifest["ingests"])
-                + ") AS t(ingest_id, committed)"
-                if self.manifest["ingests"]
-                else "CREATE OR REPLACE TABLE ingests (ingest_id VARCHAR, committed VARCHAR)"
+                "CREATE OR REPLACE TABLE writes AS SELECT * FROM (VALUES "
+                + ", ".join(f"('{w['id']}', '{w['kind']}', '{w.get('committed', '')}')" for w in self.writes)
+                + ") AS t(id, kind, committed)"
+                if self.manifest["writes"]
+                else "CREATE OR REPLACE TABLE writes (id VARCHAR, kind VARCHAR, committed VARCHAR)"
             )
         finally:
             con.close()

@@ -6,8 +6,8 @@ quarantined row, so this module cuts the file into byte chunks at line ends, fin
 the lines with numpy, rejects lines that cannot be rows (wrong field count, bytes
 that are not valid in the declared encoding) with their line number, and only
 then hands the good lines to pyarrow's parser, all as strings. Quoted fields are
-supported; chunks that contain a quote go through Python's csv module (slower but
-exact) so that a quoted delimiter never shifts a field.
+supported: delimiters inside quotes are told apart by quote parity, and only a chunk
+where a quoted field spans lines goes through Python's csv module (slower but exact).
 """
 
 from __future__ import annotations
@@ -160,8 +160,7 @@ class CsvSource:
     # -- one chunk -------------------------------------------------------------------
 
     def _parse(self, body: bytes, first_line: int, ncols: int) -> CsvChunk:
-        if b'"' in body:
-            return self._parse_quoted(body, first_line, ncols)
+        quoted = b'"' in body
         buf = np.frombuffer(body, dtype=np.uint8)
         nl = np.flatnonzero(buf == 10)
         if len(nl) == 0 or nl[-1] != len(buf) - 1:
@@ -175,6 +174,15 @@ class CsvSource:
         line_no = first_line + np.arange(len(starts), dtype=np.int64)
         delim = ord(self.delimiter)
         dpos = np.flatnonzero(buf == delim)
+        if quoted:
+            qpos = np.flatnonzero(buf == 34)
+            quotes = np.searchsorted(qpos, ends) - np.searchsorted(qpos, starts)
+            if (quotes % 2).any():
+                # A quoted field spans lines: only the record-aware csv module maps lines right.
+                return self._parse_quoted(body, first_line, ncols)
+            # Every line has balanced quotes, so a delimiter is inside a quoted field exactly
+            # when an odd number of quotes precede it.
+            dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
         fields = np.searchsorted(dpos, ends) - np.searchsorted(dpos, starts) + 1
         blank = lengths == 0
         good = (fields == ncols) & ~blank
@@ -206,7 +214,7 @@ class CsvSource:
         else:
             idx = np.flatnonzero(good)
             text = b"\n".join(body[starts[i] : ends[i]] for i in idx) + b"\n" if len(idx) else b""
-        table = self._arrow_parse(text, int(good.sum()))
+        table = self._arrow_parse(text, int(good.sum()), quoted)
         return CsvChunk(table, line_no[good], bad, int(blank.sum()))
 
     @staticmethod
@@ -215,7 +223,7 @@ class CsvSource:
             return f"row has {found} of {expected} fields (truncated line or missing delimiter)"
         return f"row has {found} fields, the header has {expected} (stray delimiter? quote the field)"
 
-    def _arrow_parse(self, text: bytes, nrows: int) -> pa.Table:
+    def _arrow_parse(self, text: bytes, nrows: int, quoted: bool) -> pa.Table:
         names = [f"c{i}" for i in range(len(self.header))]
         if nrows == 0:
             return pa.table({n: pa.array([], pa.string()) for n in names}).rename_columns(self.header)
@@ -224,7 +232,7 @@ class CsvSource:
         table = pacsv.read_csv(
             io.BytesIO(text),
             read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 26),
-            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=False),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char='"' if quoted else False),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=False,

@@ -295,3 +295,21 @@ def test_core_banking_statement_mapping_gb18030(tmp_path: Path) -> None:
         ("T0004", "2024-03-02 15:59:59+00", "6222020001", "HK0001", 8000.0, "HKD", "wire", "货款"),
         ("T0008", "2024-03-03 00:00:00+00", "6222020004", "6222020001", 1000.0, "JPY", "mobile", "退款"),
     ]
+
+
+def test_fully_quoted_export_fast_path(tmp_path: Path) -> None:
+    """Every field quoted (many exporters do this), commas inside quotes, one short row."""
+    q = '"{}"'.format
+    rows = [",".join(q(c) for c in HEADER.split(","))]
+    for i in range(2000):
+        rows.append(
+            ",".join([q(f"t{i}"), q("2024-03-01 09:00:00"), q(f"Acme, Ltd {i}"), q("B"), q(f"{i + 1}.5"), q("CNY")])
+        )
+    rows[1500] = ",".join([q("short"), q("2024-03-01 09:00:00"), q("A")])
+    f, m = _mapped(tmp_path, "\n".join(rows) + "\n")
+    ds = Dataset(tmp_path / "ds", create=True)
+    res = ingest(open_reader(f, mapping=m), ds)
+    assert res.loaded == {"transactions": 1999}
+    assert [(line, field) for line, field, _ in _quarantine(ds)] == [(1501, None)]
+    got = ds.connect().execute("SELECT src_account, source_line FROM transactions WHERE txn_id = 't1998'").fetchall()
+    assert got == [("Acme, Ltd 1998", 2000)]

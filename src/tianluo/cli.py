@@ -232,7 +232,8 @@ def info(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) ->
     except DatasetError as exc:
         _fail(str(exc))
     con = ds.connect()
-    tab = Table(title=f"Dataset {ds.root}", title_justify="left")
+    console.print(f"[bold]dataset[/] {escape(str(ds.root))}")
+    tab = Table()
     tab.add_column("table")
     tab.add_column("rows", justify="right")
     for t in ("transactions", "accounts", "parties", "quarantine"):

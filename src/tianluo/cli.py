@@ -225,12 +225,7 @@ def simulate(
 @app.command()
 def info(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
     """Summarise a dataset: rows per table, time span, ingests, labels per typology."""
-    from tianluo.store import Dataset, DatasetError
-
-    try:
-        ds = Dataset(dataset)
-    except DatasetError as exc:
-        _fail(str(exc))
+    ds = _open(dataset)
     con = ds.connect()
     console.print(f"[bold]dataset[/] {escape(str(ds.root))}")
     tab = Table()
@@ -249,9 +244,7 @@ def info(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")]) ->
         console.print("labelled illicit: " + ", ".join(f"{t or '(no typology)'} {n:,}" for t, n in typ))
     for ing in ds.ingests:
         c = ing["counts"]
-        console.print(
-            f"ingest {ing['id']} ({ing['format']}): loaded {c['loaded']}, quarantined {c['quarantined']}"
-        )
+        console.print(f"ingest {ing['id']} ({ing['format']}): loaded {c['loaded']}, quarantined {c['quarantined']}")
 
 
 @app.command()
@@ -261,12 +254,7 @@ def quality(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Show the data-quality report of an ingest."""
-    from tianluo.store import Dataset, DatasetError
-
-    try:
-        ds = Dataset(dataset)
-    except DatasetError as exc:
-        _fail(str(exc))
+    ds = _open(dataset)
     ings = [i for i in ds.ingests if ingest_id in (None, i["id"])]
     if not ings:
         _fail(f"no ingest {ingest_id!r} in {dataset}" if ingest_id else f"{dataset} has no ingests yet")
@@ -283,12 +271,7 @@ def quarantine(
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
 ) -> None:
     """List quarantined rows: file, line, field and reason."""
-    from tianluo.store import Dataset, DatasetError
-
-    try:
-        ds = Dataset(dataset)
-    except DatasetError as exc:
-        _fail(str(exc))
+    ds = _open(dataset)
     con = ds.connect()
     rows = con.execute(
         f'SELECT file, source_line, "table", field, reason FROM quarantine '
@@ -314,6 +297,83 @@ def recover(dataset: Annotated[Path, typer.Argument(help="Dataset directory.")])
     except DatasetError as exc:
         _fail(str(exc))
     console.print(f"{dataset}: consistent, {len(ds.ingests)} committed ingest(s)")
+
+
+def _open(dataset: Path) -> Any:
+    from tianluo.store import Dataset, DatasetError
+
+    try:
+        return Dataset(dataset)
+    except DatasetError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def detect(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated detector kinds to run: rule, miner, model (default: all).")
+    ] = None,
+) -> None:
+    """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
+    from tianluo.detect.run import default_detectors, run_detection
+
+    ds = _open(dataset)
+    detectors = default_detectors(ds)
+    if only:
+        kinds = {k.strip() for k in only.split(",")}
+        unknown = kinds - {"rule", "miner", "model"}
+        if unknown:
+            _fail(f"--only: unknown kind(s) {sorted(unknown)}; use rule, miner, model")
+        detectors = [d for d in detectors if d.kind in kinds]
+    with _progress() as prog:
+        task = prog.add_task("detect", total=len(detectors), unit="detectors")
+
+        def tick(name: str) -> None:
+            prog.update(task, description=f"detect: {name}")
+            prog.advance(task)
+
+        res = run_detection(ds, detectors, progress=tick)
+    tab = Table(title=f"Detection run {res.run_id}", title_justify="left")
+    for col in ("detector", "new alerts", "already known", "seconds"):
+        tab.add_column(col, justify="left" if col == "detector" else "right")
+    for d in detectors:
+        tab.add_row(
+            d.name, f"{res.new.get(d.name, 0):,}", f"{res.known.get(d.name, 0):,}", f"{res.seconds.get(d.name, 0):.2f}"
+        )
+    console.print(tab)
+    console.print(f"{res.total_new:,} new alert(s) committed to {escape(str(dataset))}")
+
+
+@app.command()
+def alerts(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    typology: Annotated[str | None, typer.Option(help="Only this typology.")] = None,
+    detector: Annotated[str | None, typer.Option(help="Only this detector.")] = None,
+) -> None:
+    """List alerts, highest score first, with their reasons."""
+    ds = _open(dataset)
+    con = ds.connect()
+    where, params = [], []
+    if typology:
+        where.append("typology = ?")
+        params.append(typology)
+    if detector:
+        where.append("detector = ?")
+        params.append(detector)
+    sql = (
+        "SELECT score, detector, typology, subject_id, len(txn_ids), amount_cny, reasons[1] FROM alerts"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY score DESC, amount_cny DESC NULLS LAST, alert_id LIMIT ?"
+    )
+    rows = con.execute(sql, [*params, int(limit)]).fetchall()
+    tab = Table(title="Alerts", title_justify="left")
+    for col in ("score", "detector", "typology", "subject", "txns", "¥", "first reason"):
+        tab.add_column(col)
+    for r in rows:
+        tab.add_row(f"{r[0]:.2f}", r[1], r[2] or "", r[3], str(r[4]), f"{r[5] or 0:,.2f}", escape(r[6] or ""))
+    console.print(tab)
 
 
 if __name__ == "__main__":  # pragma: no cover

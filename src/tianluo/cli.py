@@ -314,12 +314,13 @@ def detect(
     only: Annotated[
         str | None, typer.Option(help="Comma-separated detector kinds to run: rule, miner, model (default: all).")
     ] = None,
+    thresholds: Annotated[Path | None, typer.Option(help="Rule thresholds file overriding the defaults.")] = None,
 ) -> None:
     """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
     from tianluo.detect.run import default_detectors, run_detection
 
     ds = _open(dataset)
-    detectors = default_detectors(ds)
+    detectors = default_detectors(ds, thresholds=thresholds)
     if only:
         kinds = {k.strip() for k in only.split(",")}
         unknown = kinds - {"rule", "miner", "model"}
@@ -337,10 +338,11 @@ def detect(
     tab = Table(title=f"Detection run {res.run_id}", title_justify="left")
     for col in ("detector", "new alerts", "already known", "seconds"):
         tab.add_column(col, justify="left" if col == "detector" else "right")
-    for d in detectors:
-        tab.add_row(
-            d.name, f"{res.new.get(d.name, 0):,}", f"{res.known.get(d.name, 0):,}", f"{res.seconds.get(d.name, 0):.2f}"
-        )
+    # A detector may raise alerts under several names (a rule pack: one per rule).
+    for name in sorted(set(res.new) | set(res.known)):
+        tab.add_row(name, f"{res.new.get(name, 0):,}", f"{res.known.get(name, 0):,}", "")
+    for name, secs in res.seconds.items():
+        tab.add_row(f"[dim]{escape(name)} (run time)[/]", "", "", f"{secs:.2f}")
     console.print(tab)
     console.print(f"{res.total_new:,} new alert(s) committed to {escape(str(dataset))}")
 
@@ -374,6 +376,48 @@ def alerts(
     for r in rows:
         tab.add_row(f"{r[0]:.2f}", r[1], r[2] or "", r[3], str(r[4]), f"{r[5] or 0:,.2f}", escape(r[6] or ""))
     console.print(tab)
+
+
+rules_app = typer.Typer(help="Rule packs: list and validate.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("list")
+def rules_list(
+    thresholds: Annotated[Path | None, typer.Option(help="Thresholds file overriding the defaults.")] = None,
+) -> None:
+    """List the built-in rules with their codes, versions and parameters."""
+    from tianluo.detect.rules import RuleError, load_rules, rule_table
+
+    try:
+        rows = rule_table(load_rules(thresholds=thresholds))
+    except RuleError as exc:
+        _fail(str(exc))
+    wanted = ["id", "name_zh", "report_kind", "typology", "crcd", "tosc", "goaml_indicator", "stcr", "version"]
+    cols = [c for c in wanted if c in rows.columns]
+    items = rows.to_dicts()
+    tab = Table(title="Rules", title_justify="left")
+    for c in cols:
+        tab.add_column(c)
+    for r in items:
+        tab.add_row(*(escape(str(r[c])) if r[c] is not None else "" for c in cols))
+    console.print(tab)
+
+
+@rules_app.command("validate")
+def rules_validate(
+    file: Annotated[Path, typer.Argument(help="Rule file (YAML) to check.")],
+    thresholds: Annotated[Path | None, typer.Option(help="Thresholds file the rules refer to.")] = None,
+) -> None:
+    """Check a rule file without running it; every problem is printed with its path in the tree."""
+    from tianluo.detect.rules import validate_rule_file
+
+    problems = validate_rule_file(file, thresholds)
+    for p in problems:
+        console.print(escape(p))
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{escape(str(file))}: valid")
 
 
 if __name__ == "__main__":  # pragma: no cover

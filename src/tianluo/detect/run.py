@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -52,12 +53,15 @@ def load_input(ds: Dataset) -> DetectInput:
     return DetectInput(tx, accounts, parties)
 
 
-def default_detectors(ds: Dataset) -> list[Detector]:
+def default_detectors(ds: Dataset, *, thresholds: Path | None = None) -> list[Detector]:
     """Built-in rule packs, every typology miner, and the latest registered model if there is one."""
     from tianluo.detect.miners import default_miners
     from tianluo.detect.rules import RuleDetector, load_rules
 
-    detectors: list[Detector] = [RuleDetector(load_rules()), *default_miners()]
+    detectors: list[Detector] = [
+        RuleDetector(load_rules(thresholds=thresholds), thresholds=thresholds),
+        *default_miners(),
+    ]
     models = ds.root / "models"
     if models.exists():
         from tianluo.detect.model import ModelDetector

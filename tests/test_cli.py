@@ -65,3 +65,38 @@ def test_amlworld_detected_and_errors_are_clear(tmp_path: Path) -> None:
 def test_data_model_doc_is_generated_from_the_schema() -> None:
     doc = (ROOT / "docs" / "data-model.md").read_text()
     assert doc == schema.markdown() + "\n", "regenerate: tianluo schema --markdown > docs/data-model.md"
+
+
+def test_simulate_detect_rerun_alerts(tmp_path: Path) -> None:
+    """The main job end to end: simulate → ingest → detect (rules + miners); a re-run adds nothing."""
+    ds = tmp_path / "ds"
+    sim = tianluo(
+        "simulate",
+        "--out",
+        str(tmp_path / "src"),
+        "--transactions",
+        "60000",
+        "--persons",
+        "2000",
+        "--enterprises",
+        "200",
+        "--days",
+        "45",
+        "--illicit-ratio",
+        "0.02",
+        "--seed",
+        "4",
+        "--dataset",
+        str(ds),
+    )
+    assert sim.returncode == 0, sim.stderr
+    first = tianluo("detect", str(ds), "--only", "rule,miner")
+    assert first.returncode == 0, first.stderr
+    n_new = int(re.search(r"([\d,]+) new alert\(s\)", first.stdout).group(1).replace(",", ""))
+    assert n_new > 0
+    again = tianluo("detect", str(ds), "--only", "rule,miner")
+    assert again.returncode == 0 and "0 new alert(s)" in again.stdout
+    listed = tianluo("alerts", str(ds), "--limit", "5")
+    assert listed.returncode == 0 and "score" in listed.stdout
+    bad = tianluo("detect", str(ds), "--only", "magic")
+    assert bad.returncode == 2 and "unknown kind" in bad.stderr

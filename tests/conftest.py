@@ -12,9 +12,10 @@ TEST_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 
 @pytest.fixture(autouse=True)
-def _master_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test tokenizes with a fixed key, never the user's key file."""
+def _master_key(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test tokenizes with a fixed key and a private keyring, never the user's files."""
     monkeypatch.setenv("TIANLUO_MASTER_KEY", TEST_KEY)
+    monkeypatch.setenv("TIANLUO_KEYRING", str(tmp_path_factory.mktemp("keys") / "keyring.json"))
 
 
 def shared(name: str) -> Path:

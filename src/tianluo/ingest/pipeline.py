@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from tianluo.ingest.base import RawBatch, Reader
 from tianluo.ingest.validate import validate
-from tianluo.protect import Tokenizer, load_key
+from tianluo.protect import ColumnTokenizer, Tokenizer, load_key
 from tianluo.reference.currency import FxTable
 from tianluo.schema import TABLES
 from tianluo.store.dataset import STATE_TABLES, WRITE_MEMORY, Dataset, _fault, _sql_list
@@ -227,7 +227,7 @@ def ingest(
     dataset: Dataset,
     *,
     fx: FxTable | None = None,
-    tokenizer: Tokenizer | None = None,
+    tokenizer: ColumnTokenizer | None = None,
     progress: Progress | None = None,
 ) -> IngestResult:
     """Ingest everything `reader` yields into `dataset`; see the module docstring for guarantees."""
@@ -263,7 +263,7 @@ def _run(
     sources: list[dict[str, str]],
     started: datetime,
     fx: FxTable,
-    tokenizer: Tokenizer,
+    tokenizer: ColumnTokenizer,
     progress: Progress | None,
 ) -> IngestResult:
     (stage_root / "raw").mkdir()

@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from tianluo.ingest.base import RawBatch
-from tianluo.protect import Tokenizer
+from tianluo.protect import ColumnTokenizer
 from tianluo.reference.currency import FxTable, normalise_currency
 from tianluo.schema import QUARANTINE, TABLES, Field, Table
 
@@ -95,7 +95,7 @@ def _parse(f: Field, dtype: pl.DataType, batch: RawBatch) -> tuple[pl.Expr, pl.E
     return value, raw.is_not_null() & pl.col(f"_v_{name}").is_null(), reason
 
 
-def validate(batch: RawBatch, *, ingest_id: str, fx: FxTable, tokenizer: Tokenizer) -> Validated:
+def validate(batch: RawBatch, *, ingest_id: str, fx: FxTable, tokenizer: ColumnTokenizer) -> Validated:
     """Validate one raw batch into loaded and quarantined rows (see module docstring)."""
     spec: Table = TABLES[batch.table]
     df = pl.from_arrow(batch.data)

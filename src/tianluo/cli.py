@@ -83,14 +83,16 @@ def _run_ingest(
     key_file: Path | None,
 ) -> Any:
     from tianluo.ingest import SourceError, ingest, open_reader
-    from tianluo.protect import MasterKeyError, Tokenizer, load_key
+    from tianluo.protect import MasterKeyError, Tokenizer, load_key, load_keyring
     from tianluo.reference.currency import FxTable
     from tianluo.store import Dataset, DatasetError
 
     try:
         reader = open_reader(source, fmt, mapping=mapping, patterns=patterns, encoding=encoding)
         fx_table = FxTable.load(fx)
-        tokenizer = Tokenizer(load_key(key_file, create=key_file is None))
+        # The keyring's current version tokenizes: after a rotation new data joins the rotated tokens.
+        ring = load_keyring(None, load_key(key_file, create=key_file is None), create=True)
+        tokenizer = Tokenizer(ring)
         ds = Dataset(dataset, create=True)
         with _progress() as prog:
             tasks: dict[str, Any] = {}
@@ -376,6 +378,63 @@ def alerts(
     for r in rows:
         tab.add_row(f"{r[0]:.2f}", r[1], r[2] or "", r[3], str(r[4]), f"{r[5] or 0:,.2f}", escape(r[6] or ""))
     console.print(tab)
+
+
+def _metrics_table(title: str, m: dict[str, Any]) -> Table:
+    tab = Table(title=title, title_justify="left")
+    tab.add_column("metric")
+    tab.add_column("value", justify="right")
+    for key in ("rows", "positives", "alerts", "threshold", "precision", "recall", "f1", "pr_auc", "alerts_per_10k"):
+        if key in m and m[key] is not None:
+            v = m[key]
+            tab.add_row(key, f"{v:,.4f}" if isinstance(v, float) else f"{v:,}")
+    for k, v in (m.get("precision_at_k") or {}).items():
+        tab.add_row(f"precision@{k}", "" if v is None else f"{v:.4f}")
+    for t, v in sorted((m.get("recall_by_typology") or {}).items()):
+        tab.add_row(f"recall {t}", f"{v['detected']}/{v['positives']} = {v['recall']:.3f}")
+    return tab
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset with labelled transactions.")],
+    name: Annotated[str, typer.Option(help="Model name in the dataset's registry.")] = "default",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train LightGBM on raw + graph features (temporal split, threshold chosen on validation); register it."""
+    from tianluo.detect.registry import train_on_dataset
+
+    _open(dataset)
+    with _progress() as prog:
+        prog.add_task("train", total=None, unit="")
+        model, version = train_on_dataset(dataset, name, seed=seed)
+    console.print(
+        f"registered model [bold]{escape(name)}[/] version {version} "
+        f"({len(model.feature_names)} features, threshold {model.threshold:.4f})"
+    )
+    test = model.metrics.get("test") or {}
+    console.print(_metrics_table("Test period (never used for fitting or the threshold)", test))
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset with labelled transactions.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "default",
+    version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Evaluate a registered model: minority-class F1, PR-AUC, precision@k, recall per typology."""
+    from tianluo.detect.registry import evaluate_on_dataset
+
+    _open(dataset)
+    try:
+        figures = evaluate_on_dataset(dataset, name, version)
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        _fail(f"cannot evaluate model {name!r}: {exc}")
+    if as_json:
+        sys.stdout.write(json.dumps(figures, indent=1, default=str) + "\n")
+        return
+    console.print(_metrics_table(f"Model {name}", figures))
 
 
 rules_app = typer.Typer(help="Rule packs: list and validate.", no_args_is_help=True)

@@ -1,0 +1,275 @@
+"""Graph features: exact values on hand-built graphs, causality, batch = online, a brute-force oracle, Snap ML."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tianluo.detect.graph_features import GraphFeatures, OnlineGraphState, parse_window, window_label
+
+T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+US = 1_000_000
+
+
+def frame(rows: list[tuple[str, str, float, float]]) -> pl.DataFrame:
+    """Canonical-enough transactions from (src, dst, seconds after T0, amount) tuples."""
+    return pl.DataFrame(
+        {
+            "ts": [T0 + dt.timedelta(seconds=s) for _, _, s, _ in rows],
+            "src_account": [r[0] for r in rows],
+            "dst_account": [r[1] for r in rows],
+            "amount_cny": [float(r[3]) for r in rows],
+        },
+        schema={
+            "ts": pl.Datetime("us", "UTC"),
+            "src_account": pl.String,
+            "dst_account": pl.String,
+            "amount_cny": pl.Float64,
+        },
+    )
+
+
+def row(df: pl.DataFrame, i: int) -> dict[str, float]:
+    return df.row(i, named=True)
+
+
+# --- brute-force oracle: the documented definitions, written as directly as possible ------------
+
+
+def _simple_paths(adj: dict[int, list[tuple[int, int]]], v: int, u: int, max_hops: int, temporal: bool) -> int:
+    """Distinct account sequences v → … → u (simple) with at most max_hops edges, from (neighbour, edge) lists."""
+    found = 0
+
+    def walk(x: int, seen: set[int], hops: int, last: int) -> None:
+        nonlocal found
+        for y in sorted({y for y, _ in adj.get(x, [])}):
+            edges = [e for z, e in adj[x] if z == y and (not temporal or e > last)]
+            if not edges or y in seen:
+                continue
+            if y == u:
+                found += 1
+            elif hops + 1 < max_hops:
+                walk(y, seen | {y}, hops + 1, min(edges))
+
+    walk(v, {v}, 0, -1)
+    return found
+
+
+def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len):
+    """Every feature of every edge by brute force (windows in seconds, ts in seconds)."""
+    n = len(src)
+    out = []
+    for i in range(n):
+        t, u, v = ts[i], src[i], dst[i]
+        f: list[float] = []
+        for w in windows:
+            win = [j for j in range(i + 1) if ts[j] > t - w]
+            for acct, side in (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out")):
+                x = u if acct == "src" else v
+                es = [j for j in win if (src[j] if side == "out" else dst[j]) == x]
+                other = {dst[j] if side == "out" else src[j] for j in es}
+                a = np.array([amt[j] for j in es])
+                if len(es):
+                    f += [len(other), len(es), a.sum(), a.mean(), a.std(), a.min(), a.max()]
+                else:
+                    f += [0, 0, 0.0, np.nan, np.nan, np.nan, np.nan]
+            out_u = [j for j in win if src[j] == u]
+            in_v = [j for j in win if dst[j] == v]
+            f += [np.mean([amt[j] % 100 == 0 for j in out_u]), np.mean([amt[j] % 100 == 0 for j in in_v])]
+        prev_u = [ts[j] for j in range(i) if u in (src[j], dst[j])]
+        prev_v = [ts[j] for j in range(i) if v in (src[j], dst[j])]
+        first_u = min([*prev_u, t])
+        first_v = min([*prev_v, t])
+        f += [t - prev_u[-1] if prev_u else np.nan, t - prev_v[-1] if prev_v else np.nan, t - first_u, t - first_v]
+        mean_out = f[(len(windows) - 1) * 30 + 3]
+        mean_in = f[(len(windows) - 1) * 30 + 17]
+        f += [amt[i] / mean_out, amt[i] / mean_in]
+        last_in = [j for j in range(i) if dst[j] == u]
+        f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
+        # scatter-gather: (s, d) pairs joined by >= 2 intermediaries, edge i among their edges
+        e_sg = [j for j in range(i + 1) if ts[j] > t - sg and src[j] != dst[j]]
+        pairs = {(src[j], dst[j]) for j in e_sg}
+        count = widest = 0
+        if u != v:
+            nodes = {x for p in pairs for x in p}
+            for s_, d_ in itertools.product(nodes, nodes):
+                if s_ == d_:
+                    continue
+                mids = {m for m in nodes if m not in (s_, d_) and (s_, m) in pairs and (m, d_) in pairs}
+                if len(mids) >= 2 and ((s_ == u and v in mids) or (d_ == v and u in mids)):
+                    count += 1
+                    widest = max(widest, len(mids))
+        f += [count, widest]
+        for w, length, temporal in ((tc, tc_len, True), (lc, lc_len, False)):
+            adj: dict[int, list[tuple[int, int]]] = {}
+            for j in range(i):
+                if ts[j] > t - w and src[j] != dst[j]:
+                    adj.setdefault(src[j], []).append((dst[j], j))
+            f.append(0 if u == v else _simple_paths(adj, v, u, length - 1, temporal))
+        out.append(f)
+    return np.array(out, np.float64)
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, names: list[str]) -> None:
+    close = np.isclose(a, b, rtol=1e-9, atol=1e-6, equal_nan=True)
+    if not close.all():
+        i, j = np.argwhere(~close)[0]
+        raise AssertionError(f"row {i} column {names[j]}: {a[i, j]} != {b[i, j]}")
+
+
+# --- hand-built graphs with exact expectations --------------------------------------------------
+
+
+def test_fan_in_of_five_counts_distinct_payers_and_amounts():
+    rows = [(f"p{k}", "hub", 60 * k, 100 * (k + 1)) for k in range(5)] + [("p0", "hub", 400, 50)]
+    out = GraphFeatures(windows=("1d",)).transform(frame(rows))
+    last = row(out, 5)
+    assert [row(out, k)["fan_in_dst_1d"] for k in range(6)] == [1, 2, 3, 4, 5, 5]
+    assert last["deg_in_dst_1d"] == 6
+    assert last["amount_sum_in_dst_1d"] == 1550
+    assert last["amount_min_in_dst_1d"] == 50
+    assert last["amount_max_in_dst_1d"] == 500
+    assert last["amount_mean_in_dst_1d"] == pytest.approx(1550 / 6)
+    assert last["amount_std_in_dst_1d"] == pytest.approx(np.std([100, 200, 300, 400, 500, 50]))
+    assert last["fan_out_src_1d"] == 1 and last["deg_out_src_1d"] == 2  # p0 paid the hub twice
+    assert last["secs_since_prev_src"] == 400 and last["secs_since_first_dst"] == 400
+    assert last["round_share_in_dst_1d"] == pytest.approx(5 / 6)  # 50 is not a multiple of 100
+    assert np.isnan(row(out, 0)["secs_since_prev_src"])
+    assert np.isnan(last["amount_mean_in_src_1d"]) and last["deg_in_src_1d"] == 0  # nobody paid p0
+
+
+def test_window_is_half_open_at_the_boundary():
+    # a → b at 0 s, 86,400 s (exactly one day later) and 86,401 s
+    out = GraphFeatures(windows=("1d",)).transform(
+        frame([("a", "b", 0, 1), ("a", "b", 86_400, 2), ("a", "c", 86_401, 3)])
+    )
+    assert row(out, 1)["deg_out_src_1d"] == 1  # the edge at t - 1d has left (t - w, t]
+    assert row(out, 1)["amount_min_out_src_1d"] == 2
+    assert row(out, 2)["deg_out_src_1d"] == 2 and row(out, 2)["fan_out_src_1d"] == 2
+    inside = GraphFeatures(windows=(86_401,)).transform(frame([("a", "b", 0, 1), ("a", "b", 86_400, 2)]))
+    assert row(inside, 1)["deg_out_src_86401s"] == 2
+
+
+def test_three_cycle_is_closed_by_its_last_edge_only():
+    rows = [("a", "b", 0, 1000), ("b", "c", 10, 990), ("c", "a", 20, 980)]
+    out = GraphFeatures(windows=("1d",)).transform(frame(rows))
+    assert out["temporal_cycles_7d"].to_list() == [0, 0, 1]
+    assert out["lc_cycles_7d"].to_list() == [0, 0, 1]
+    # The same accounts out of time order: still a cycle, no longer a temporal one.
+    shuffled = [("b", "c", 0, 1), ("a", "b", 10, 1), ("c", "a", 20, 1)]
+    out = GraphFeatures(windows=("1d",)).transform(frame(shuffled))
+    assert out["temporal_cycles_7d"].to_list() == [0, 0, 0]
+    assert out["lc_cycles_7d"].to_list() == [0, 0, 1]
+
+
+def test_cycle_window_and_length_limits():
+    ring = [(f"n{k}", f"n{(k + 1) % 5}", 3600 * k, 1) for k in range(5)]  # 5 accounts, 4 h span
+    assert GraphFeatures(temporal_cycles="1d").transform(frame(ring))["temporal_cycles_1d"][-1] == 1
+    assert GraphFeatures(temporal_cycles="4h").transform(frame(ring))["temporal_cycles_4h"][-1] == 0
+    assert GraphFeatures(temporal_cycle_max_len=4).transform(frame(ring))["temporal_cycles_7d"][-1] == 0
+    assert GraphFeatures(lc_cycle_max_len=5).transform(frame(ring))["lc_cycles_7d"][-1] == 1
+    assert GraphFeatures(lc_cycle_max_len=4).transform(frame(ring))["lc_cycles_7d"][-1] == 0
+
+
+def test_parallel_edges_do_not_multiply_cycles_but_paths_do():
+    rows = [("a", "b", 0, 1), ("a", "b", 5, 1), ("a", "c", 6, 1), ("b", "d", 7, 1), ("c", "d", 8, 1), ("d", "a", 9, 1)]
+    out = GraphFeatures().transform(frame(rows))
+    assert out["temporal_cycles_7d"][-1] == 2  # a→b→d→a and a→c→d→a, whichever a→b edge is used
+    assert out["lc_cycles_7d"][-1] == 2
+
+
+def test_scatter_gather_with_three_intermediaries():
+    rows = [("src", f"m{k}", 10 * k, 5000) for k in range(3)] + [
+        (f"m{k}", "sink", 100 + 10 * k, 4900) for k in range(3)
+    ]
+    out = GraphFeatures().transform(frame(rows))
+    assert out["scatter_gather_7d"].to_list() == [0, 0, 0, 0, 1, 1]
+    assert out["scatter_gather_width_7d"].to_list() == [0, 0, 0, 0, 2, 3]
+    # A repeated scatter edge takes part in the (src, sink) instance, now three wide.
+    more = GraphFeatures().transform(frame([*rows, ("src", "m1", 200, 10)]))
+    assert row(more, 6)["scatter_gather_7d"] == 1 and row(more, 6)["scatter_gather_width_7d"] == 3
+
+
+def test_same_timestamp_ties_follow_row_order():
+    rows = [("a", "b", 0, 1), ("b", "a", 0, 1)]
+    out = GraphFeatures().transform(frame(rows))
+    assert out["temporal_cycles_7d"].to_list() == [0, 1]  # the earlier row counts as past
+    assert out["deg_out_src_7d"].to_list() == [1, 1]
+
+
+def test_unsorted_input_keeps_row_order_and_matches_sorted():
+    rows = [("a", "b", 30, 1), ("b", "c", 10, 2), ("c", "a", 20, 3), ("a", "c", 5, 4)]
+    df = frame(rows)
+    gf = GraphFeatures()
+    got = gf.transform(df)
+    order = np.argsort([r[2] for r in rows], kind="stable")
+    want = gf.transform(df[order])
+    assert_same(got.to_numpy()[order], want.to_numpy(), gf.feature_names)
+
+
+def test_windows_parse_and_label():
+    assert parse_window("7d") == 7 * 86400 and parse_window(dt.timedelta(hours=12)) == 43200
+    assert window_label(86400) == "1d" and window_label(43200) == "12h" and window_label(90) == "90s"
+    with pytest.raises(ValueError, match="unit"):
+        parse_window("7 days")
+    with pytest.raises(ValueError, match="lack column"):
+        GraphFeatures().transform(pl.DataFrame({"ts": [T0]}))
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+edges = st.lists(
+    st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 40), st.sampled_from([100.0, 250.0, 1000.0, 3.5])),
+    min_size=1,
+    max_size=45,
+)
+SMALL = GraphFeatures(
+    windows=(7, 20), scatter_gather=15, temporal_cycles=25, lc_cycles=12, temporal_cycle_max_len=5, lc_cycle_max_len=4
+)
+
+
+def _arrays(rows):
+    rows = sorted(rows, key=lambda r: r[2])
+    src = np.array([r[0] for r in rows], np.int64)
+    dst = np.array([r[1] for r in rows], np.int64)
+    ts = np.array([r[2] for r in rows], np.int64)
+    amt = np.array([r[3] for r in rows], np.float64)
+    return src, dst, ts, amt
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edges)
+def test_batch_equals_one_at_a_time(rows):
+    src, dst, ts, amt = _arrays(rows)
+    batch = SMALL.compute(src, dst, ts * US, amt, 7)
+    state = OnlineGraphState(SMALL, capacity=4)  # tiny buffers: compaction and list growth happen often
+    online = np.vstack(
+        [state.update(f"acct{s}", f"acct{d}", int(t) * US, a) for s, d, t, a in zip(src, dst, ts, amt, strict=False)]
+    )
+    np.testing.assert_array_equal(batch, online)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edges)
+def test_matches_brute_force_definitions(rows):
+    src, dst, ts, amt = _arrays(rows)
+    got = SMALL.compute(src, dst, ts * US, amt, 7)
+    want = oracle(list(src), list(dst), list(ts), list(amt), (7, 20), 15, 25, 12, 5, 4)
+    assert_same(got, want, SMALL.feature_names)
+
+
+@settings(max_examples=25, deadline=None)
+@given(edges, edges)
+def test_appending_future_transactions_never_changes_the_past(rows, later):
+    src, dst, ts, amt = _arrays(rows)
+    tail = [(s, d, int(ts[-1]) + t, a) for s, d, t, a in later]
+    s2, d2, t2, a2 = _arrays(list(zip(src, dst, ts, amt, strict=False)) + tail)
+    before = SMALL.compute(src, dst, ts * US, amt, 7)
+    after = SMALL.compute(s2, d2, t2 * US, a2, 7)
+    np.testing.assert_array_equal(after[: len(src)], before)

@@ -27,6 +27,9 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/tokenization.py
+	$(BIN)/python bench/tracing.py
+	$(BIN)/python bench/graph_features.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -13,10 +13,10 @@ Contenders, all producing the same shape (`tk1.` + 32 hex digits as an Arrow str
 
 Then format-preserving tokens (FF1-SM4) for resident IDs and bank cards. One line per figure.
 
-    .venv/bin/python -P bench/tokenize.py --rows 10000000
+    .venv/bin/python bench/tokenization.py --rows 10000000
 
-`-P` keeps bench/ off the import path: this file's name would otherwise shadow the standard
-library's `tokenize`, which numpy imports.
+(Named `tokenization.py`, not `tokenize.py`: a file of that name beside a script shadows
+the standard library's `tokenize`, which numpy imports.)
 """
 
 from __future__ import annotations

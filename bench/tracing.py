@@ -7,7 +7,7 @@ and from as many accounts drawn from the 1 % that pay most often (the large trac
 The same trace written as a recursive DuckDB query runs from the first --sql-queries of
 those accounts on the same transactions, loaded into a DuckDB table beforehand.
 
-    .venv/bin/python bench/trace.py --rows 5000000 --workdir /tmp/bench-trace
+    .venv/bin/python bench/tracing.py --rows 5000000 --workdir /tmp/bench-trace
 
 What the SQL computes: time-respecting hops (each strictly after the previous one and at
 most 72 h later), 6 hops, the origin's 10 largest outflows of at least ¥100 as hop 1, at

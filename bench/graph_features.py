@@ -18,8 +18,8 @@ Datasets: `../shared/data/amlsim-sample` and a simulated set of `--rows` transac
 whenever that cap applies, Tianluo is also scored on the same rows, and ratios and F1 are
 reported on those rows.
 
-    .venv/bin/python bench/graph_features.py --workdir /tmp/tianluo-bench-gf
-    .venv/bin/python bench/graph_features.py --rows 500000 --datasets sim
+    .venv/bin/python -P bench/graph_features.py --workdir /tmp/tianluo-bench-gf
+    .venv/bin/python -P bench/graph_features.py --rows 500000 --snap-max-rows 500000 --datasets sim
 
 Prints one line per figure: `<dataset>.<figure> <value> [unit]`.
 """
@@ -51,6 +51,10 @@ LGBM = {
     "colsample_bytree": 0.8, "subsample": 0.8, "subsample_freq": 1, "random_state": 0,
     "n_jobs": THREADS, "verbose": -1,
 }
+SEEDS = (0, 1, 2)
+#: Train / validation boundaries (shares of rows in time order). AMLSim's 65 SAR rows sit mostly
+#: early in its two years: a 60/20/20 split would leave two in the test set, 40/20/40 leaves eleven.
+SPLITS = {"amlsim": (0.4, 0.6), "sim": (0.6, 0.8)}
 
 
 def say(dataset: str, figure: str, value: float | int | str, unit: str = "") -> None:
@@ -141,10 +145,21 @@ def snap(level: str, args: argparse.Namespace) -> Any:
     return gfp
 
 
-def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - wall, time.process_time() - cpu
+def timed(fn: Callable[[], object], repeat_under: float = 10.0) -> tuple[object, float, float]:
+    """(result, wall s, CPU s) of the fastest of up to three runs; runs past `repeat_under` seconds are not repeated.
+
+    The machine is shared: repeating short runs keeps one-off stalls out of the figure,
+    and both tools get the same policy.
+    """
+    best = (None, float("inf"), float("inf"))
+    for _ in range(3):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        run = (out, time.perf_counter() - wall, time.process_time() - cpu)
+        best = min(best, run, key=lambda r: r[1])
+        if run[1] > repeat_under:
+            break
+    return best
 
 
 # --- detection ----------------------------------------------------------------------------------
@@ -160,27 +175,60 @@ def raw_features(df: pl.DataFrame) -> pl.DataFrame:
     })
 
 
-def evaluate(name: str, dataset: str, x: np.ndarray, y: np.ndarray, typology: np.ndarray) -> None:
-    """Train on the first 60 % (time order), pick the F1-best threshold on the next 20 %, score the last 20 %."""
+def evaluate(name: str, dataset: str, x: np.ndarray, y: np.ndarray, typology: np.ndarray,
+             split: tuple[float, float]) -> None:
+    """Train on the first rows (time order), pick the F1-best threshold on the next, score the rest.
+
+    Three seeds of the same configuration; F1, precision, recall and recall per typology
+    are their means, average precision (threshold-free) is reported beside them.
+    """
     import lightgbm as lgb
-    from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
+    from sklearn.metrics import average_precision_score, precision_recall_curve
 
     n = len(y)
-    a, b = int(n * 0.6), int(n * 0.8)
-    model = lgb.LGBMClassifier(**LGBM).fit(x[:a], y[:a])
-    p_val = model.predict_proba(x[a:b])[:, 1]
-    prec, rec, thr = precision_recall_curve(y[a:b], p_val)
-    f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
-    threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
-    pred = model.predict_proba(x[b:])[:, 1] >= threshold
-    y_test = y[b:]
-    say(dataset, f"f1.{name}", float(f1_score(y_test, pred, zero_division=0)))
-    say(dataset, f"precision.{name}", float(precision_score(y_test, pred, zero_division=0)))
-    say(dataset, f"recall.{name}", float(recall_score(y_test, pred, zero_division=0)))
-    typ = typology[b:]
-    for t in sorted({str(t) for t in typ[y_test == 1]}):
-        hit = (typ == t) & (y_test == 1)
-        say(dataset, f"recall.{t}.{name}", float(pred[hit].mean()), f"of {int(hit.sum())}")
+    a, b = int(n * split[0]), int(n * split[1])
+    y_test, typ = y[b:], typology[b:]
+    scores: list[tuple[float, float, float, float]] = []
+    hits: dict[str, list[float]] = {}
+    for seed in SEEDS:
+        model = lgb.LGBMClassifier(**{**LGBM, "random_state": seed}).fit(x[:a], y[:a])
+        prec, rec, thr = precision_recall_curve(y[a:b], model.predict_proba(x[a:b])[:, 1])
+        f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+        threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
+        p_test = model.predict_proba(x[b:])[:, 1]
+        pred = p_test >= threshold
+        tp = float((pred & (y_test == 1)).sum())
+        precision = tp / max(pred.sum(), 1)
+        recall = tp / max(y_test.sum(), 1)
+        scores.append((2 * precision * recall / max(precision + recall, 1e-12), precision, recall,
+                       float(average_precision_score(y_test, p_test))))
+        for t in sorted({str(t) for t in typ[y_test == 1]}):
+            hits.setdefault(t, []).append(float(pred[(typ == t) & (y_test == 1)].mean()))
+    s = np.array(scores)
+    say(dataset, f"f1.{name}", float(s[:, 0].mean()), f"± {s[:, 0].std():.3f} over seeds {SEEDS}")
+    say(dataset, f"precision.{name}", float(s[:, 1].mean()))
+    say(dataset, f"recall.{name}", float(s[:, 2].mean()))
+    say(dataset, f"average_precision.{name}", float(s[:, 3].mean()))
+    for t, r in hits.items():
+        say(dataset, f"recall.{t}.{name}", float(np.mean(r)), f"of {int(((typ == t) & (y_test == 1)).sum())}")
+
+
+def online_latency(dataset: str, df: pl.DataFrame, args: argparse.Namespace) -> None:
+    """Score rows one at a time through `OnlineGraphState.update`; check they equal the batch features."""
+    gf = ours("c", args)
+    state = gf.online()
+    state.update("warm", "up", 0, 1.0)  # compile / load outside the timing
+    state = gf.online()
+    rows = df.select(pl.col("src_account"), pl.col("dst_account"), pl.col("ts").dt.epoch("us"), "amount_cny").rows()
+    took = np.empty(len(rows))
+    got = np.empty((len(rows), len(gf.feature_names)))
+    for k, (src, dst, ts, amount) in enumerate(rows):
+        t0 = time.perf_counter()
+        got[k] = state.update(src, dst, ts, amount)
+        took[k] = time.perf_counter() - t0
+    say(dataset, "online.update_mean", float(took.mean() * 1e6), f"µs per transaction over {len(rows)} rows")
+    say(dataset, "online.update_p99", float(np.percentile(took, 99) * 1e6), "µs")
+    say(dataset, "online.equals_batch", str(bool(np.array_equal(got, gf.transform(df).to_numpy(), equal_nan=True))))
 
 
 # --- one dataset --------------------------------------------------------------------------------
@@ -217,7 +265,7 @@ def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace) -> None:
     if n_stream:
         gfp = snap("c", args)
         x = x_snap[:n_stream]
-        out, wall, cpu = timed(lambda: np.vstack([gfp.transform(x[i: i + 1]) for i in range(n_stream)]))
+        out, wall, cpu = timed(lambda: np.vstack([gfp.transform(x[i: i + 1]) for i in range(n_stream)]), 0)
         stream_rate = n_stream / wall
         say(dataset, "throughput.c.snapml_stream", stream_rate,
             f"txn/s over the first {n_stream} rows (wall {wall:.1f} s, cpu {cpu:.1f} s)")
@@ -227,19 +275,24 @@ def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace) -> None:
     else:
         snap_stream = None
 
+    online_latency(dataset, df.head(args.online_rows), args)
+
     # detection: every feature set on the rows Snap ML saw, Tianluo also on all rows
     y = head["label"].fill_null(0).to_numpy()
     typ = head["typology"].fill_null("none").to_numpy()
     raw = raw_features(head).to_numpy().astype(np.float32)
-    evaluate("raw", dataset, raw, y, typ)
-    evaluate("raw+snapml_batch", dataset, np.hstack([raw, snap_batch]), y, typ)
+    split = SPLITS[dataset]
+    say(dataset, "split", f"{split[0]:.0%} train / {split[1] - split[0]:.0%} validation / {1 - split[1]:.0%} test",
+        f"({int(y[int(len(y) * split[1]):].sum())} test positives)")
+    evaluate("raw", dataset, raw, y, typ, split)
+    evaluate("raw+snapml_batch", dataset, np.hstack([raw, snap_batch]), y, typ, split)
     if snap_stream is not None:
-        evaluate("raw+snapml_stream", dataset, np.hstack([raw, snap_stream]), y, typ)
-    evaluate("raw+tianluo", dataset, np.hstack([raw, ours_full[:n_snap]]), y, typ)
+        evaluate("raw+snapml_stream", dataset, np.hstack([raw, snap_stream]), y, typ, split)
+    evaluate("raw+tianluo", dataset, np.hstack([raw, ours_full[:n_snap]]), y, typ, split)
     if n_snap < df.height:
         evaluate("raw+tianluo_all_rows", dataset,
                  np.hstack([raw_features(df).to_numpy().astype(np.float32), ours_full]),
-                 df["label"].fill_null(0).to_numpy(), df["typology"].fill_null("none").to_numpy())
+                 df["label"].fill_null(0).to_numpy(), df["typology"].fill_null("none").to_numpy(), split)
 
 
 def main() -> None:
@@ -250,6 +303,7 @@ def main() -> None:
     ap.add_argument("--snap-max-rows", type=int, default=300_000, help="Snap ML sees at most this many leading rows")
     ap.add_argument("--snap-stream-rows", type=int, default=150_000,
                     help="rows for Snap ML's one-at-a-time (causal) mode; F1 uses it only when it covers all rows")
+    ap.add_argument("--online-rows", type=int, default=20_000, help="rows scored one at a time for latency")
     ap.add_argument("--pattern-days", type=int, default=7, help="window of statistics and patterns (days)")
     ap.add_argument("--cycle-len", type=int, default=10, help="longest temporal cycle Tianluo counts")
     ap.add_argument("--lc-len", type=int, default=6, help="longest length-constrained cycle (both)")

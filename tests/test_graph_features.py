@@ -273,3 +273,101 @@ def test_appending_future_transactions_never_changes_the_past(rows, later):
     before = SMALL.compute(src, dst, ts * US, amt, 7)
     after = SMALL.compute(s2, d2, t2 * US, a2, 7)
     np.testing.assert_array_equal(after[: len(src)], before)
+
+
+# --- IBM Snap ML's GraphFeaturePreprocessor -----------------------------------------------------
+
+BINS = list(range(2, 40))
+EPOCH = 1_700_000_000  # Snap ML treats a timestamp of 0 as "no time"; real data never has it
+
+
+def _snap(rows, fan_w, pattern_w, lc_len, stream=True):
+    """Snap ML features of (src, dst, seconds, amount) rows, one `transform` per row (its causal mode)."""
+    snapml = pytest.importorskip("snapml")
+    gfp = snapml.GraphFeaturePreprocessor()
+    params = gfp.get_params().copy()
+    params.update({
+        "num_threads": 1, "time_window": 10**7, "vertex_stats": True, "vertex_stats_cols": [4],
+        "vertex_stats_feats": [0, 1, 3, 4, 5, 6, 8],
+        "fan": True, "fan_tw": fan_w, "fan_bins": BINS, "degree": True, "degree_tw": fan_w, "degree_bins": BINS,
+        # Snap ML's pattern windows are closed, [t - tw, t]; ours are (t - w, t]: the same for whole seconds.
+        "scatter-gather": True, "scatter-gather_tw": pattern_w - 1, "scatter-gather_bins": BINS,
+        "temp-cycle": True, "temp-cycle_tw": pattern_w - 1, "temp-cycle_bins": BINS,
+        "lc-cycle": True, "lc-cycle_tw": pattern_w - 1, "lc-cycle_len": lc_len, "lc-cycle_bins": BINS,
+    })
+    gfp.set_params(params)
+    x = np.array([[k, s, d, EPOCH + t, a] for k, (s, d, t, a) in enumerate(rows)], np.float64)
+    out = np.vstack([gfp.transform(x[k: k + 1]) for k in range(len(x))]) if stream else gfp.transform(x)
+    return out[:, 5:]
+
+
+def _value(hist):
+    """A Snap ML size histogram as (number of patterns, largest size)."""
+    sizes = np.array(BINS)
+    return hist.sum(1), np.array([sizes[np.nonzero(h)[0][-1]] if h.any() else 0 for h in hist])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(1, 6), st.sampled_from([100.0, 250.0, 3.5])),
+             min_size=2, max_size=40),
+    st.integers(2, 30), st.integers(2, 40), st.integers(2, 6), st.randoms(use_true_random=False),
+)
+def test_agrees_with_snapml_where_definitions_coincide(pairs, fan_w, pattern_w, lc_len, rnd):
+    """Fan, degree, vertex statistics, scatter-gather and both cycle kinds equal Snap ML's causal mode.
+
+    Conditions, each a documented difference: no self-loops (Snap ML's pattern features
+    drop them, its vertex statistics keep them, Tianluo keeps them everywhere); distinct
+    timestamps (Snap ML's cycle search skips edges with the closing edge's timestamp,
+    Tianluo takes same-timestamp rows that come earlier); fan and degree compared from
+    size 2 (Snap ML records no pattern of size 1); vertex statistics with nothing evicted
+    (Snap ML forgets old edges one call late).
+    """
+    ts = sorted(rnd.sample(range(100), len(pairs)))
+    rows = [(s, (s + d) % 7, t, a) for (s, d, a), t in zip(pairs, ts, strict=True)]  # d ≥ 1: no self-loops
+    src, dst, t_arr, amt = (np.array(c) for c in zip(*rows, strict=True))
+    gf = GraphFeatures(windows=(fan_w, 10**7), scatter_gather=pattern_w, temporal_cycles=pattern_w,
+                       lc_cycles=pattern_w, temporal_cycle_max_len=12, lc_cycle_max_len=lc_len)
+    ours = dict(zip(gf.feature_names, gf.compute(src, dst, (EPOCH + t_arr) * US, amt, 7).T, strict=True))
+    theirs = _snap(rows, fan_w, pattern_w, lc_len)
+    nb = len(BINS)
+    fw, pw, long_w = window_label(fan_w), window_label(pattern_w), window_label(10**7)
+    for k, name in enumerate([f"fan_in_dst_{fw}", f"fan_out_src_{fw}", f"deg_in_dst_{fw}", f"deg_out_src_{fw}"]):
+        count, size = _value(theirs[:, k * nb: (k + 1) * nb])  # a one-hot histogram of the size
+        np.testing.assert_array_equal(count, ours[name] >= 2, err_msg=name)
+        np.testing.assert_array_equal(size, np.where(ours[name] >= 2, ours[name], 0), err_msg=name)
+    sg_count, sg_width = _value(theirs[:, 4 * nb: 5 * nb])
+    np.testing.assert_array_equal(sg_count, ours[f"scatter_gather_{pw}"])
+    np.testing.assert_array_equal(sg_width, ours[f"scatter_gather_width_{pw}"])
+    np.testing.assert_array_equal(theirs[:, 5 * nb: 6 * nb].sum(1), ours[f"temporal_cycles_{pw}"])
+    np.testing.assert_array_equal(theirs[:, 6 * nb: 7 * nb].sum(1), ours[f"lc_cycles_{pw}"])
+    stats = theirs[:, 7 * nb:]  # per (src out, src in, dst out, dst in): fan, deg, mean, sum, min, max, var
+    for b, (acct, side) in enumerate((("src", "out"), ("src", "in"), ("dst", "out"), ("dst", "in"))):
+        def col(stat, acct=acct, side=side):
+            return np.nan_to_num(ours[f"{stat}_{side}_{acct}_{long_w}"])
+
+        want = np.column_stack([col("fan"), col("deg"), col("amount_mean"), col("amount_sum"), col("amount_min"),
+                                col("amount_max"), col("amount_std") ** 2])
+        np.testing.assert_allclose(stats[:, 7 * b: 7 * (b + 1)], want, rtol=1e-9, atol=1e-6, err_msg=f"{acct} {side}")
+
+
+def test_snapml_differences_are_as_documented():
+    """Where Snap ML and Tianluo part ways, on purpose; docs/bench_graph_features.md explains each."""
+    nb = len(BINS)
+    tc = slice(5 * nb, 6 * nb)  # Snap ML's temporal-cycle histogram
+    cycle = [(0, 1, 10, 1.0), (1, 2, 20, 1.0), (2, 0, 30, 1.0)]
+    # 1. Batch mode credits a pattern to all its edges, earlier ones included: it sees the future.
+    assert _snap(cycle, 100, 100, 3, stream=False)[:, tc].sum(1).tolist() == [1, 1, 1]
+    assert _snap(cycle, 100, 100, 3)[:, tc].sum(1).tolist() == [0, 0, 1]
+    # 2. Batch-mode vertex statistics cover the whole batch: the first payment already counts the second.
+    fan_out = [(0, 1, 10, 1.0), (0, 2, 20, 1.0)]
+    deg_out_src = 7 * nb + 1
+    assert _snap(fan_out, 100, 100, 3, stream=False)[:, deg_out_src].tolist() == [2, 2]
+    assert _snap(fan_out, 100, 100, 3)[:, deg_out_src].tolist() == [1, 2]
+    # 3. Edges with the closing edge's timestamp never complete a Snap ML cycle; earlier rows do in Tianluo.
+    tie = [(0, 1, 10, 1.0), (1, 0, 10, 1.0)]
+    assert _snap(tie, 100, 100, 3)[:, tc].sum(1).tolist() == [0, 0]
+    src, dst, t, a = (np.array(c) for c in zip(*tie, strict=True))
+    gf = GraphFeatures()
+    got = gf.compute(src, dst, (EPOCH + t) * US, a, 2)[:, gf.feature_names.index("temporal_cycles_7d")]
+    assert got.tolist() == [0, 1]

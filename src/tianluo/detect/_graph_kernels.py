@@ -185,9 +185,10 @@ def _side_remove(vi, vf, k, x, e, a, rnd, cnt, sm, sq, rf, maxe, mine):
 
 
 @njit(cache=True)
-def _rescan(vi, vf, k, x, e_lo, e_hi, e_amt, start, stop, pool, maxe, mine, mx, mn):
-    """Recompute a stale window min/max of account x from its edges in [e_lo, e_hi]."""
-    lo, hi = _span(start, stop, pool, x, e_lo, e_hi + 1)
+def _rescan(vi, vf, k, x, n, e_amt, stop, pool, maxe, mine, mx, mn):
+    """Recompute a stale window min/max of account x from its n in-window edges, the last n of its list."""
+    lo = stop[x] - n
+    hi = stop[x]
     best_hi = -np.inf
     best_lo = np.inf
     arg_hi = -1
@@ -208,7 +209,7 @@ def _rescan(vi, vf, k, x, e_lo, e_hi, e_amt, start, stop, pool, maxe, mine, mx, 
 
 
 @njit(cache=True, inline="always")
-def _emit_side(out, col, vi, vf, k, x, cnt, fan, sm, sq, maxe, mine, mx, mn, e_lo, e_hi, e_amt, start, stop, pool):
+def _emit_side(out, col, vi, vf, k, x, cnt, fan, sm, sq, maxe, mine, mx, mn, e_amt, stop, pool):
     """Write fan, deg, sum, mean, std, min, max of one account side into out[col:col + 7]."""
     n = vi[k, x, cnt]
     out[col] = vi[k, x, fan]
@@ -226,7 +227,7 @@ def _emit_side(out, col, vi, vf, k, x, cnt, fan, sm, sq, maxe, mine, mx, mn, e_l
     out[col + 3] = mean
     out[col + 4] = np.sqrt(var) if var > 0.0 else 0.0
     if vi[k, x, maxe] < 0 or vi[k, x, mine] < 0:
-        _rescan(vi, vf, k, x, e_lo, e_hi, e_amt, start, stop, pool, maxe, mine, mx, mn)
+        _rescan(vi, vf, k, x, n, e_amt, stop, pool, maxe, mine, mx, mn)
     out[col + 5] = vf[k, x, mn]
     out[col + 6] = vf[k, x, mx]
 
@@ -237,6 +238,8 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
 
     `ev[k]` is the oldest edge still inside window k; edges leave when ts <= t - window,
     so a window is the half-open interval (t - window, t] and includes edge i itself.
+    The account lists in `g` must end at edge i (edges after it not yet listed), so an
+    account's in-window edges are the last `count` entries of its list.
     """
     t = e_ts[i]
     u = g.e_src[i]
@@ -266,16 +269,15 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
             vi[k, u, FAN_OUT] += 1
             vi[k, v, FAN_IN] += 1
         base = k * WINDOW_COLS
-        lo = ev[k]
         # ROLES order: src-out, src-in, dst-in, dst-out.
         _emit_side(out, base, vi, vf, k, u, CNT_OUT, FAN_OUT, SUM_OUT, SQ_OUT, MAXE_OUT, MINE_OUT, MAX_OUT, MIN_OUT,
-                   lo, i, e_amt, g.o_start, g.o_stop, g.o_pool)
+                   e_amt, g.o_stop, g.o_pool)
         _emit_side(out, base + 7, vi, vf, k, u, CNT_IN, FAN_IN, SUM_IN, SQ_IN, MAXE_IN, MINE_IN, MAX_IN, MIN_IN,
-                   lo, i, e_amt, g.n_start, g.n_stop, g.n_pool)
+                   e_amt, g.n_stop, g.n_pool)
         _emit_side(out, base + 14, vi, vf, k, v, CNT_IN, FAN_IN, SUM_IN, SQ_IN, MAXE_IN, MINE_IN, MAX_IN, MIN_IN,
-                   lo, i, e_amt, g.n_start, g.n_stop, g.n_pool)
+                   e_amt, g.n_stop, g.n_pool)
         _emit_side(out, base + 21, vi, vf, k, v, CNT_OUT, FAN_OUT, SUM_OUT, SQ_OUT, MAXE_OUT, MINE_OUT, MAX_OUT,
-                   MIN_OUT, lo, i, e_amt, g.o_start, g.o_stop, g.o_pool)
+                   MIN_OUT, e_amt, g.o_stop, g.o_pool)
         out[base + 28] = vi[k, u, RND_OUT] / vi[k, u, CNT_OUT]
         out[base + 29] = vi[k, v, RND_IN] / vi[k, v, CNT_IN]
     c = n_win * WINDOW_COLS
@@ -305,9 +307,19 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
 
 @njit(cache=True)
 def count_batch(out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc):
-    """`count_step` over every edge in order (rows of `out` are edges)."""
+    """`count_step` over every edge in order (rows of `out` are edges).
+
+    The whole-history lists are revealed edge by edge (their ends advance with i), which
+    is exactly what the online lists hold at each step.
+    """
+    o_end = g.o_start.copy()
+    n_end = g.n_start.copy()
+    seen = Lists(g.e_src, g.e_dst, g.o_start, o_end, g.o_pool, g.n_start, n_end, g.n_pool,
+                 g.k_start, g.k_stop, g.k_dst, g.k_pid, g.p_start, g.p_stop, g.p_pool)
     for i in range(g.e_src.shape[0]):
-        count_step(i, out[i], g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc)
+        o_end[g.e_src[i]] += 1
+        n_end[g.e_dst[i]] += 1
+        count_step(i, out[i], seen, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc)
 
 
 # ================================================================================================

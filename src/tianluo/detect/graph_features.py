@@ -96,8 +96,9 @@ class GraphFeatures(FeatureExtractor):
     temporal_cycle_max_len, lc_cycle_max_len: most accounts on a counted cycle.
     amount_column: the amount the statistics use (CNY by default, so currencies mix).
     round_unit: an amount is "round" when it is a whole multiple of this (in `amount_column`).
-    search_budget: how many edges the backward pruning search of a cycle query may read;
-        it bounds work per transaction on dense graphs without changing any count.
+    search_budget: how many edges the backward pruning search of one cycle query may read.
+        Pruning only skips dead ends, so the budget trades pruning work against
+        enumeration work on dense graphs; it never changes a count.
     """
 
     name = "graph_features"
@@ -109,7 +110,7 @@ class GraphFeatures(FeatureExtractor):
         scatter_gather: Window | None = "7d",
         temporal_cycles: Window | None = "7d",
         lc_cycles: Window | None = "7d",
-        temporal_cycle_max_len: int = 8,
+        temporal_cycle_max_len: int = 10,
         lc_cycle_max_len: int = 6,
         amount_column: str = "amount_cny",
         round_unit: float = 100.0,
@@ -419,7 +420,7 @@ class OnlineGraphState:
         self._e_ts[i] = t
         self._e_amt[i] = amount
         self._e_pair[i] = self._pair(u, v)
-        self._e_rnd[i] = _round_flags(np.array([amount]), self._plan.round_cents)[0]
+        self._e_rnd[i] = round(float(amount) * 100.0) % self._plan.round_cents == 0  # _round_flags, no arrays
         out = np.empty(len(self.feature_names), np.float64)
         plan = self._plan
         while not kernels.online_step(

@@ -81,6 +81,7 @@ def _run_ingest(
     encoding: str | None,
     fx: Path | None,
     key_file: Path | None,
+    vault: Path | None = None,
 ) -> Any:
     from tianluo.ingest import SourceError, ingest, open_reader
     from tianluo.protect import MasterKeyError, Tokenizer, load_key, load_keyring
@@ -92,7 +93,12 @@ def _run_ingest(
         fx_table = FxTable.load(fx)
         # The keyring's current version tokenizes: after a rotation new data joins the rotated tokens.
         ring = load_keyring(None, load_key(key_file, create=key_file is None), create=True)
-        tokenizer = Tokenizer(ring)
+        tokenizer: Any = Tokenizer(ring)
+        if vault is not None:
+            from tianluo.protect import Vault
+
+            # The vault tokenizes exactly like the tokenizer and also keeps each value, SM4-sealed.
+            tokenizer = Vault(vault, ring)
         ds = Dataset(dataset, create=True)
         with _progress() as prog:
             tasks: dict[str, Any] = {}
@@ -163,9 +169,12 @@ def ingest_cmd(
     fx: Annotated[Path | None, typer.Option(help="FX table (CSV) overriding the packaged one.")] = None,
     key_file: Annotated[Path | None, typer.Option(help="Master key file for PII tokens.")] = None,
     report_json: Annotated[Path | None, typer.Option(help="Also write the data-quality report here.")] = None,
+    vault: Annotated[
+        Path | None, typer.Option(help="Token vault (SQLite, outside the dataset) that keeps PII for audited reveal.")
+    ] = None,
 ) -> None:
     """Validate a source and load it into a dataset; bad rows go to quarantine with their reason."""
-    res = _run_ingest(source, dataset, fmt, mapping, patterns, encoding, fx, key_file)
+    res = _run_ingest(source, dataset, fmt, mapping, patterns, encoding, fx, key_file, vault)
     _print_result(res, dataset)
     if report_json and not res.skipped:
         report_json.write_text(json.dumps(res.report, indent=1, ensure_ascii=False, default=str))
@@ -183,6 +192,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Also ingest into this dataset.")] = None,
+    vault: Annotated[Path | None, typer.Option(help="Token vault for the ingest (keeps PII for reveal).")] = None,
 ) -> None:
     """Generate a bank's population and transactions with labelled, injected crime."""
     from tianluo.simulate import SimConfig, write_source
@@ -220,7 +230,7 @@ def simulate(
         f"{sim.parties.num_rows:,} parties in {time.perf_counter() - t0:.1f} s → {out}"
     )
     if dataset is not None:
-        res = _run_ingest(out, dataset, "tianluo", None, None, None, None, None)
+        res = _run_ingest(out, dataset, "tianluo", None, None, None, None, None, vault)
         _print_result(res, dataset)
 
 
@@ -317,6 +327,9 @@ def detect(
         str | None, typer.Option(help="Comma-separated detector kinds to run: rule, miner, model (default: all).")
     ] = None,
     thresholds: Annotated[Path | None, typer.Option(help="Rule thresholds file overriding the defaults.")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Also bring the new alerts into this workspace's case store (cases, queue).")
+    ] = None,
 ) -> None:
     """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
     from tianluo.detect.run import default_detectors, run_detection
@@ -347,6 +360,24 @@ def detect(
         tab.add_row(f"[dim]{escape(name)} (run time)[/]", "", "", f"{secs:.2f}")
     console.print(tab)
     console.print(f"{res.total_new:,} new alert(s) committed to {escape(str(dataset))}")
+    if workspace is not None:
+        _sync_workspace(workspace, dataset)
+
+
+def _sync_workspace(workspace: Path, dataset: Path) -> None:
+    """Sync a dataset's alerts into the workspace's case store (suppressions apply)."""
+    from tianluo.api.workspace import Workspace, WorkspaceError
+    from tianluo.cases import SYSTEM, CaseError, open_store
+
+    try:
+        store = open_store(Workspace.open(workspace).database)
+        names = [d["name"] for d in store.datasets() if Path(d["path"]).resolve() == dataset.resolve()]
+        if not names:
+            _fail(f"{dataset} is not registered in {workspace}; run `tianluo workspace add-dataset`")
+        res = store.sync_alerts(names[0], actor=SYSTEM)
+    except (WorkspaceError, CaseError) as exc:
+        _fail(str(exc))
+    console.print(f"case store: {escape(str(res))}")
 
 
 @app.command()
@@ -436,6 +467,12 @@ def evaluate(
         return
     console.print(_metrics_table(f"Model {name}", figures))
 
+
+from tianluo.api.cli import app as workspace_app  # noqa: E402 - sub-apps register after the main commands
+from tianluo.api.cli import serve  # noqa: E402
+
+app.add_typer(workspace_app, name="workspace")
+app.command("serve")(serve)
 
 rules_app = typer.Typer(help="Rule packs: list and validate.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")

@@ -245,6 +245,7 @@ def ingest(
                 quarantined=prev["counts"]["quarantined"],
                 report=prev.get("report_summary", {}),
             )
+        _check_key(dataset, tokenizer)
         started = datetime.now(UTC)
         ingest_id = started.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         stage_root = dataset.staging(ingest_id)
@@ -348,9 +349,25 @@ def _run(
             "sources": sources,
             "counts": {"read": read_rows, "loaded": loaded, "quarantined": quarantined},
             "report": f"reports/{ingest_id}.json",
+            "key_check": tokenizer.key_check_value,
         },
     )
     return IngestResult(ingest_id, loaded=loaded, quarantined=quarantined, report=report)
+
+
+def _check_key(dataset: Dataset, tokenizer: ColumnTokenizer) -> None:
+    """Refuse to ingest with another key than the dataset's earlier ingests of the same key version.
+
+    Tokens made with a different key would silently fail to join the stored ones (the same
+    customer would become two), so a wrong `$TIANLUO_MASTER_KEY` must stop the ingest. Key
+    versions differ legitimately after a rotation; within one version the check value must match.
+    """
+    version = tokenizer.key_check_value.split(":", 1)[0]
+    for write in reversed(dataset.ingests):
+        recorded = write.get("key_check")
+        if recorded and recorded.split(":", 1)[0] == version:
+            tokenizer.check(recorded)
+            return
 
 
 def _prefetch(batches: Iterator[RawBatch], depth: int = 2) -> Iterator[RawBatch]:

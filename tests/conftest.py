@@ -24,3 +24,18 @@ def shared(name: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data set {p} is not present on this machine")
     return p
+
+
+@pytest.fixture(scope="session")
+def api_deployment(tmp_path_factory: pytest.TempPathFactory):
+    """Two simulated institutions behind a real uvicorn server (built once; the API tests share it)."""
+    from tests.api_server import build, serve
+
+    keys = tmp_path_factory.mktemp("api-keys")
+    with pytest.MonkeyPatch.context() as mp:
+        # Session-wide key for the subprocess CLI calls and the server (the autouse fixture is per test).
+        mp.setenv("TIANLUO_MASTER_KEY", TEST_KEY)
+        mp.setenv("TIANLUO_KEYRING", str(keys / "keyring.json"))
+        dep = serve(build(tmp_path_factory.mktemp("api")))
+        yield dep
+        dep.stop()

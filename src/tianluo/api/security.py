@@ -118,3 +118,13 @@ class SecurityHeaders(BaseHTTPMiddleware):
         if request.url.path.startswith("/api/"):
             h.setdefault("Cache-Control", "no-store")
         return response
+
+
+def matrix_markdown() -> str:
+    """The authorisation matrix as a Markdown table (docs/api.md embeds it; a test checks it is current)."""
+    head = "| permission | " + " | ".join(ROLES) + " |\n|---|" + "---|" * len(ROLES) + "\n"
+    rows = "".join(
+        f"| `{perm}` | " + " | ".join("✓" if r in roles else "" for r in ROLES) + " |\n"
+        for perm, roles in MATRIX.items()
+    )
+    return head + rows

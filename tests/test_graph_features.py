@@ -82,13 +82,14 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len):
             out_u = [j for j in win if src[j] == u]
             in_v = [j for j in win if dst[j] == v]
             f += [np.mean([amt[j] % 100 == 0 for j in out_u]), np.mean([amt[j] % 100 == 0 for j in in_v])]
+            f.append(sum(1 for j in win if src[j] == u and dst[j] == v))
         prev_u = [ts[j] for j in range(i) if u in (src[j], dst[j])]
         prev_v = [ts[j] for j in range(i) if v in (src[j], dst[j])]
         first_u = min([*prev_u, t])
         first_v = min([*prev_v, t])
         f += [t - prev_u[-1] if prev_u else np.nan, t - prev_v[-1] if prev_v else np.nan, t - first_u, t - first_v]
-        mean_out = f[(len(windows) - 1) * 30 + 3]
-        mean_in = f[(len(windows) - 1) * 30 + 17]
+        mean_out = f[(len(windows) - 1) * 31 + 3]
+        mean_in = f[(len(windows) - 1) * 31 + 17]
         f += [amt[i] / mean_out, amt[i] / mean_in]
         last_in = [j for j in range(i) if dst[j] == u]
         f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
@@ -138,6 +139,7 @@ def test_fan_in_of_five_counts_distinct_payers_and_amounts():
     assert last["amount_mean_in_dst_1d"] == pytest.approx(1550 / 6)
     assert last["amount_std_in_dst_1d"] == pytest.approx(np.std([100, 200, 300, 400, 500, 50]))
     assert last["fan_out_src_1d"] == 1 and last["deg_out_src_1d"] == 2  # p0 paid the hub twice
+    assert last["pair_deg_1d"] == 2 and out["pair_deg_1d"].to_list()[:5] == [1] * 5  # new pairs read 1
     assert last["secs_since_prev_src"] == 400 and last["secs_since_first_dst"] == 400
     assert last["round_share_in_dst_1d"] == pytest.approx(5 / 6)  # 50 is not a multiple of 100
     assert np.isnan(row(out, 0)["secs_since_prev_src"])

@@ -35,10 +35,11 @@ FIRST_TS, LAST_TS, LAST_IN_TS = range(3)
 N_TIME_FIELDS = 3
 NO_TS = np.iinfo(np.int64).min
 
-#: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares.
+#: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares
+#: and the payments along this transaction's pair (src → dst).
 ROLES = (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out"))
 STATS = ("fan", "deg", "amount_sum", "amount_mean", "amount_std", "amount_min", "amount_max")
-WINDOW_COLS = len(ROLES) * len(STATS) + 2
+WINDOW_COLS = len(ROLES) * len(STATS) + 3
 
 # --- per-query scratch rows: scr[row, account] --------------------------------------------------
 S_BSET, S_DIST, S_LD, S_FRONT, S_SEEN, S_PATH, S_MARK = range(7)
@@ -280,6 +281,8 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
                    MIN_OUT, e_amt, g.o_stop, g.o_pool)
         out[base + 28] = vi[k, u, RND_OUT] / vi[k, u, CNT_OUT]
         out[base + 29] = vi[k, v, RND_IN] / vi[k, v, CNT_IN]
+        # 1 = a pair with no other payment in the window: schemes are wired from new relationships.
+        out[base + 30] = pc[k, p]
     c = n_win * WINDOW_COLS
     last = (n_win - 1) * WINDOW_COLS
     out[c] = (t - vt[LAST_TS, u]) / 1e6 if vt[LAST_TS, u] != NO_TS else np.nan

@@ -460,6 +460,14 @@ _TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, M
         ),
     ),
     (
+        re.compile(r"pair_deg_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"first payment from this payer to this payee in {_window(m.group(1))}"
+            if (v or 0.0) <= 1
+            else f"payer paid this payee {_count(v or 0.0, 'time')} in the {_window(m.group(1))} up to this transaction"
+        ),
+    ),
+    (
         re.compile(r"amount_to_mean_(out|in)_(src|dst)_(\d+[smhdw])"),
         lambda m, v, r: (
             f"amount is {v:.1f}x the {_PARTY[m.group(2)]}'s average {'outgoing' if m.group(1) == 'out' else 'incoming'}"

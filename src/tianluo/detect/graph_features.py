@@ -102,7 +102,7 @@ class GraphFeatures(FeatureExtractor):
     """
 
     name = "graph_features"
-    version = "1"
+    version = "2"  # 2: pair_deg_W
 
     def __init__(
         self,
@@ -144,7 +144,7 @@ class GraphFeatures(FeatureExtractor):
             lab = window_label(w)
             for acct, side in kernels.ROLES:
                 names += [f"{stat}_{side}_{acct}_{lab}" for stat in kernels.STATS]
-            names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}"]
+            names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}", f"pair_deg_{lab}"]
         longest = window_label(wins[-1])
         names += ["secs_since_prev_src", "secs_since_prev_dst", "secs_since_first_src", "secs_since_first_dst",
                   f"amount_to_mean_out_src_{longest}", f"amount_to_mean_in_dst_{longest}",

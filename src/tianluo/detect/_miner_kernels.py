@@ -348,34 +348,28 @@ def cycle_instances(
     on one thread.
     """
     n = len(src)
+    # One argument tuple for both passes, so the count and the fill can never search differently.
+    search = (src, dst, ts, amount, out_start, window, min_hops, max_hops, ordered, ratio_lo, ratio_hi)
     counts = np.zeros(n, np.int64)
     dummy = np.empty((0, max_hops), np.int64)
     for e in range(n):
-        counts[e] = _cycles_from(
-            e, src, dst, ts, amount, out_start, window, min_hops, max_hops, ordered, ratio_lo, ratio_hi, dummy, False
-        )
+        counts[e] = _cycles_from(e, *search, dummy, False)
     offsets = np.zeros(n + 1, np.int64)
     offsets[1:] = np.cumsum(counts)
     out = np.full((offsets[n], max_hops), -1, np.int64)
     for e in range(n):
         if counts[e] > 0:
-            _cycles_from(
-                e,
-                src,
-                dst,
-                ts,
-                amount,
-                out_start,
-                window,
-                min_hops,
-                max_hops,
-                ordered,
-                ratio_lo,
-                ratio_hi,
-                out[offsets[e] : offsets[e + 1]],
-                True,
-            )
+            _cycles_from(e, *search, out[offsets[e] : offsets[e + 1]], True)
     return out
+
+
+@njit(cache=True, inline="always")
+def _root(parent: np.ndarray, x: int) -> int:
+    """Root of x's set, halving the path on the way (each visited node skips to its grandparent)."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
 
 
 @njit(cache=True)
@@ -383,13 +377,7 @@ def components(n_nodes: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Connected-component label (the smallest node id in it) of every node, by union-find over edges a-b."""
     parent = np.arange(n_nodes)
     for k in range(len(a)):
-        x, y = a[k], b[k]
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        while parent[y] != y:
-            parent[y] = parent[parent[y]]
-            y = parent[y]
+        x, y = _root(parent, a[k]), _root(parent, b[k])
         if x < y:
             parent[y] = x
         elif y < x:

@@ -1,0 +1,227 @@
+"""Detection benchmark: the same LightGBM on raw + IBM Snap ML graph features vs raw + Tianluo's.
+
+One process, the same rows, the same windows (seconds for both; `bench/graph_features.py`
+`WINDOWS` and `PATTERN_WINDOW`), the full feature set of each tool (fan, degree, vertex
+statistics, scatter-gather, temporal and length-constrained cycles), both extractors on 2
+threads. Feature sets compared:
+
+- `raw`: amount, channel, cross-border flag, hour and weekday (China time);
+- `raw+snapml_batch`: Snap ML's documented batch mode, one `transform` over the whole history.
+  Its vertex statistics then cover the whole batch, past *and future*, whatever `time_window`
+  says, and every pattern is credited to all its edges: features no real-time scorer can have;
+- `raw+snapml_causal`: Snap ML fed one distinct timestamp at a time (how it is used on a
+  stream): a row sees the past and the rows of its own instant;
+- `raw+tianluo`: Tianluo's causal features (a row sees the rows before it and itself);
+- `raw+tianluo_no_pair_deg`: the same without the `pair_deg_W` columns (what they add).
+
+Protocol: rows in time order, split 60/20/20 (train / validation / test; AMLSim 40/20/40,
+because its 65 SAR rows sit early and 60/20/20 would leave two to test), LightGBM fitted on
+train, the threshold that maximises the illicit class's F1 on validation, F1 / precision /
+recall / PR-AUC (average precision) on test, mean ± standard deviation over seeds. Per
+typology *t*: the test rows that are licit or of *t* (other typologies dropped), at the same
+threshold. On the simulated set Snap ML runs on the leading `--snap-rows` rows (its batch
+mode slows with the square of a hub's edges per window; see docs/benchmarks.md); every
+feature set is compared on those rows, and Tianluo alone also on all rows.
+
+    .venv/bin/python bench/detection.py --datasets amlsim
+    .venv/bin/python bench/detection.py --datasets sim --rows 5000000 --snap-rows 200000 --all-rows-seeds 0
+    .venv/bin/python bench/detection.py --datasets sim --rows 5000000 --all-rows-only
+
+Prints one line per figure (`<dataset>.<figure> <value> [unit]`), then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numba
+import numpy as np
+import polars as pl
+
+from tianluo.detect.graph_features import GraphFeatures
+
+# The sibling benchmark holds the data loaders and the like-for-like configurations; load it by
+# path so this script runs from any working directory.
+_spec = importlib.util.spec_from_file_location("bench_graph_features", Path(__file__).with_name("graph_features.py"))
+assert _spec is not None and _spec.loader is not None
+gfb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gfb)
+
+LGBM = {
+    "n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 20,
+    "colsample_bytree": 0.8, "subsample": 0.8, "subsample_freq": 1, "random_state": 0,
+    "n_jobs": gfb.THREADS, "verbose": -1,
+}
+SPLITS = {"amlsim": (0.4, 0.6), "sim": (0.6, 0.8)}
+
+
+def raw_features(df: pl.DataFrame) -> np.ndarray:
+    """What a model knows without any graph: amount, channel, cross-border, hour and weekday in China."""
+    local = df["ts"].dt.convert_time_zone("Asia/Shanghai")
+    return pl.DataFrame({
+        "amount_cny": df["amount_cny"],
+        "channel": df["channel"].cast(pl.Categorical).to_physical().cast(pl.Int32),
+        "cross_border": df["cross_border"].fill_null(False).cast(pl.Int8),
+        "hour": local.dt.hour(), "weekday": local.dt.weekday(),
+    }).to_numpy().astype(np.float32)
+
+
+def _f1(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    tp = float((pred & (y == 1)).sum())
+    precision = tp / max(int(pred.sum()), 1)
+    recall = tp / max(int(y.sum()), 1)
+    return 2 * precision * recall / max(precision + recall, 1e-12), precision, recall
+
+
+def evaluate(x: np.ndarray, y: np.ndarray, typology: np.ndarray, split: tuple[float, float],
+             seeds: tuple[int, ...]) -> dict[str, object]:
+    """Fit on the first rows (time order), pick the F1-best threshold on the next, score the rest, per seed."""
+    import lightgbm as lgb
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    n = len(y)
+    a, b = int(n * split[0]), int(n * split[1])
+    y_test, typ = y[b:], typology[b:]
+    kinds = sorted({str(t) for t in typ[y_test == 1]})
+    runs: list[dict[str, float]] = []
+    for seed in seeds:
+        model = lgb.LGBMClassifier(**{**LGBM, "random_state": seed}).fit(x[:a], y[:a])
+        prec, rec, thr = precision_recall_curve(y[a:b], model.predict_proba(x[a:b])[:, 1])
+        f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+        threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
+        p_test = model.predict_proba(x[b:])[:, 1]
+        pred = p_test >= threshold
+        f, p, r = _f1(pred, y_test)
+        run = {"f1": f, "precision": p, "recall": r, "pr_auc": float(average_precision_score(y_test, p_test))}
+        for t in kinds:
+            keep = (y_test == 0) | (typ == t)
+            run[f"f1.{t}"], _, run[f"recall.{t}"] = _f1(pred[keep], y_test[keep])
+        runs.append(run)
+    out: dict[str, object] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
+                              for k in runs[0]}
+    out["positives"] = {t: int(((typ == t) & (y_test == 1)).sum()) for t in kinds}
+    out["test_positives"] = int(y_test.sum())
+    return out
+
+
+def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    """(result, wall seconds) of one run."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def report(dataset: str, name: str, res: dict[str, object], seeds: tuple[int, ...]) -> None:
+    """Print one feature set's figures."""
+    def ms(key: str) -> str:
+        mean, std = res[key]  # type: ignore[misc]
+        return f"{mean:.3f} ± {std:.3f}"
+
+    gfb.say(dataset, f"f1.{name}", ms("f1"), f"over seeds {seeds}, {res['test_positives']} test positives")
+    for key in ("precision", "recall", "pr_auc"):
+        gfb.say(dataset, f"{key}.{name}", ms(key))
+    for t, n in res["positives"].items():  # type: ignore[union-attr]
+        gfb.say(dataset, f"f1.{t}.{name}", ms(f"f1.{t}"), f"recall {ms(f'recall.{t}')} of {n}")
+
+
+def table(results: list[tuple[str, str, int, float | None, dict[str, object]]]) -> None:
+    """All results as one Markdown table (rows: dataset and feature set)."""
+    kinds = sorted({t for *_, r in results for t in r["positives"]})  # type: ignore[union-attr]
+    typology_cols = " | ".join(f"F1 {t}" for t in kinds)
+    print(f"\n| data (rows) | features | extraction txn/s | F1 | PR-AUC | {typology_cols} |")
+    print("|---|---|---|---|---|" + "---|" * len(kinds))
+    for dataset, name, rows, rate, r in results:
+        cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" for k in ("f1", "pr_auc")]  # type: ignore[index]
+        cells += [f"{r[f'f1.{t}'][0]:.3f}" if f"f1.{t}" in r else "—" for t in kinds]  # type: ignore[index]
+        speed = f"{rate:,.0f}" if rate else "—"
+        print(f"| {dataset} ({rows:,}) | {name} | {speed} | " + " | ".join(cells) + " |")
+
+
+def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace,
+        results: list[tuple[str, str, int, float | None, dict[str, object]]]) -> None:
+    """Every feature set on the rows Snap ML sees; Tianluo also on all rows when that is more."""
+    windows = gfb.WINDOWS[dataset]
+    split = SPLITS[dataset]
+    n = min(df.height, args.snap_rows) if dataset == "sim" else df.height
+    head = df.head(n)
+    gfb.say(dataset, "rows", df.height)
+    gfb.say(dataset, "compared_rows", n, "(leading rows every feature set is computed on)")
+    gfb.say(dataset, "windows", f"stats {', '.join(windows)}; patterns {gfb.PATTERN_WINDOW} (both tools)")
+    gfb.say(dataset, "split", f"{split[0]:.0%} / {split[1] - split[0]:.0%} / {1 - split[1]:.0%}")
+    raw = raw_features(head)
+    gf = gfb.ours("c", windows)
+    gf.transform(head.head(2_000))  # compile / load the kernels outside the timing
+    if not args.all_rows_only:
+        compare(dataset, head, raw, gf, args, results)
+    if n < df.height and args.all_rows_seeds:
+        feats, wall = timed(lambda: gf.transform(df).to_numpy().astype(np.float32))
+        gfb.say(dataset, "extraction.tianluo_all_rows", df.height / wall, f"txn/s ({wall:.1f} s)")
+        seeds = tuple(range(args.all_rows_seeds))
+        res = evaluate(np.hstack([raw_features(df), feats]), df["label"].fill_null(0).to_numpy(),
+                       df["typology"].fill_null("none").to_numpy(), split, seeds)
+        report(dataset, "raw+tianluo_all_rows", res, seeds)
+        results.append((dataset, "raw+tianluo (all rows)", df.height, df.height / wall, res))
+
+
+def compare(dataset: str, head: pl.DataFrame, raw: np.ndarray, gf: GraphFeatures, args: argparse.Namespace,
+            results: list[tuple[str, str, int, float | None, dict[str, object]]]) -> None:
+    """Every feature set on the same rows: extraction speed, then the same LightGBM on each."""
+    windows = gfb.WINDOWS[dataset]
+    seeds = tuple(range(args.seeds))
+    n = head.height
+    y = head["label"].fill_null(0).to_numpy()
+    typ = head["typology"].fill_null("none").to_numpy()
+    x = gfb.snap_input(head)
+    sets: dict[str, tuple[np.ndarray, float | None]] = {"raw": (raw, None)}
+    feats, wall = timed(lambda: gf.transform(head).to_numpy().astype(np.float32))
+    sets["raw+tianluo"] = (np.hstack([raw, feats]), n / wall)
+    keep = [k for k, c in enumerate(gf.feature_names) if not c.startswith("pair_deg_")]
+    sets["raw+tianluo_no_pair_deg"] = (np.hstack([raw, feats[:, keep]]), None)
+    del feats
+    snap, wall = timed(lambda: gfb.snap_batch("c", windows, x).astype(np.float32))
+    sets["raw+snapml_batch"] = (np.hstack([raw, snap]), n / wall)
+    if n <= args.snap_causal_rows:
+        snap, wall = timed(lambda: gfb.snap_causal("c", windows, x).astype(np.float32))
+        sets["raw+snapml_causal"] = (np.hstack([raw, snap]), n / wall)
+    del snap
+    for name, (features, rate) in sets.items():
+        if rate:
+            gfb.say(dataset, f"extraction.{name.removeprefix('raw+')}", rate, "txn/s (2 threads)")
+        res = evaluate(features, y, typ, SPLITS[dataset], seeds)
+        report(dataset, name, res, seeds)
+        results.append((dataset, name, n, rate, res))
+
+
+def main() -> None:
+    """Parse the command line, run the chosen datasets, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=5_000_000, help="size of the simulated set")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tianluo-bench-graph-features")
+    ap.add_argument("--datasets", default="amlsim,sim", help="comma-separated: amlsim, sim")
+    ap.add_argument("--snap-rows", type=int, default=200_000, help="simulated set: leading rows every tool sees")
+    ap.add_argument("--snap-causal-rows", type=int, default=200_000,
+                    help="run Snap ML's causal mode (one call per timestamp) when the compared rows are at most this")
+    ap.add_argument("--seeds", type=int, default=5, help="LightGBM seeds per feature set")
+    ap.add_argument("--all-rows-seeds", type=int, default=1,
+                    help="seeds for Tianluo on all simulated rows (0: skip; the comparison runs on the leading rows)")
+    ap.add_argument("--all-rows-only", action="store_true",
+                    help="skip the side-by-side comparison; only Tianluo on all simulated rows")
+    args = ap.parse_args()
+    numba.set_num_threads(gfb.THREADS)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(gfb.header(), flush=True)
+    results: list[tuple[str, str, int, float | None, dict[str, object]]] = []
+    for name in args.datasets.split(","):
+        run(name, gfb.load(name, args.workdir, args.rows), args, results)
+        print(f"# load after {name}: {os.getloadavg()[0]:.1f}", flush=True)
+    table(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -228,7 +228,7 @@ def test_hvtr_field_by_field(bank: Dataset, clear_values: dict[tuple[str, str], 
         "CRAT": "250000.00", "CRMB": "1824872.50", "CUSD": "250000.00",
     }
     assert fields(t3.find("TCIF")) == {
-        "CFIN": "HSBC_HK", "CFCT": NA, "CFIC": NA, "CFRC": "HKG000000", "TCNM": "PACIFIC RIM TRADING LIMITED",
+        "CFIN": "HSBC_HK", "CFCT": NA, "CFIC": NA, "CFRC": NA, "TCNM": "PACIFIC RIM TRADING LIMITED",
         "TCIT": "629999", "OITP": "境外机构证件", "TCID": "CR1234567", "TCAT": "620001", "TCAC": "HK0001234567",
     }
     assert [(r.get("seqno"), r.text) for r in t3.findall("ROTFs/ROTF")] == [("1", NA)]
@@ -375,6 +375,25 @@ def test_bstr_needs_a_narrative_and_no_delete(bank: Dataset) -> None:
         suspicious_report(INSTITUTION, structuring_input(bank), action="D")
 
 
+def test_subjects_default_to_the_alerts_subjects(bank: Dataset) -> None:
+    """A transaction-level alert's subject is the customer on the side that banks here."""
+    from tianluo.report import alerts_frame
+
+    base = load_report_data(bank, alerts_of(bank, "pboc_lvtr_0503_person_domestic_transfer"))
+    about_txn = base.alerts.with_columns(subject_type=pl.lit("transaction"), subject_id=pl.lit("T002"),
+                                         report_kind=pl.lit("suspicious"), crcd=pl.lit(None, pl.String))
+    data = ReportData(about_txn, base.transactions, base.accounts, base.parties)
+    f = suspicious_report(INSTITUTION, SuspiciousReportInput(report_id="t", data=data, narrative="购房款来源不明"))
+    assert f.valid, f.errors
+    assert f.info["subjects"] == ["P1"]  # T002 is paid out of P1's account here; X1 banks at ICBC
+    stif = root_of(f.content).find("STIFs/STIF")
+    assert stif.findtext("CIIF/CSNM") == "P1" and stif.findtext("TSIF/TSDR") == "02"
+    no_subject = alerts_frame([{**about_txn.to_dicts()[0], "subject_type": "transaction", "subject_id": "NOPE"}])
+    with pytest.raises(ReportError, match="no subject"):
+        suspicious_report(INSTITUTION, SuspiciousReportInput(
+            report_id="t", data=ReportData(no_subject, base.transactions, base.accounts, base.parties), narrative="x"))
+
+
 # --- goAML -----------------------------------------------------------------------------------------------
 
 
@@ -501,6 +520,26 @@ def test_schemas_reject_broken_documents(bank: Dataset) -> None:
     # A CAMLMAC file must declare UTF-8.
     latin = validate_report(hvtr.replace(b"encoding='UTF-8'", b"encoding='ISO-8859-1'", 1))
     assert not latin.valid and any("UTF-8" in e for e in latin.errors)
+
+
+def test_an_independent_validator_agrees(bank: Dataset) -> None:
+    """xmlschema (another XSD 1.0 implementation) accepts the schemas and the generated files."""
+    import xmlschema
+
+    from tianluo.report.validate import XSD_DIR, XSD_FILES
+
+    data = load_report_data(bank, large_value_alerts(bank, DAY))
+    docs = {
+        "camlmac-hvtr": large_value_reports(INSTITUTION, data)[0].content,
+        "camlmac-bstr": suspicious_report(INSTITUTION, structuring_input(bank)).content,
+        "goaml": goaml_report(INSTITUTION, structuring_input(bank)).content,
+    }
+    for fmt, content in docs.items():
+        schema = xmlschema.XMLSchema10(str(XSD_DIR / XSD_FILES[fmt]))
+        assert schema.is_valid(content.decode("utf-8")), fmt
+        broken = content.replace(b"<RICD>C1234567890123</RICD>", b"<RICD>C123</RICD>").replace(
+            b"<rentity_id>1234</rentity_id>", b"<rentity_id>x</rentity_id>")
+        assert not schema.is_valid(broken.decode("utf-8")), fmt
 
 
 # --- names, sequence, ZIP, writing ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Who is who in a report: accounts and their owners, the reporting side of a transaction, revealed PII.
+"""Who is who in a report: accounts and owners, the reporting side of a transaction, revealed PII, default codes.
 
 Shared by the CAMLMAC and goAML writers so that both see the same customer, counterparty
 and identity for every transaction, and so that each token is revealed at most once per
@@ -128,3 +128,45 @@ class Parties:
         if src_ours or not dst_ours:
             return "src"
         return "dst"
+
+
+def default_subjects(who: Parties, alerts: pl.DataFrame, txns: dict[str, dict[str, Any]]) -> list[str]:
+    """Parties the alerts are about: party subjects, owners of account subjects, and for a
+    transaction subject the owner of its side that banks here (the payer when both do)."""
+    out: dict[str, None] = {}
+    for a in alerts.iter_rows(named=True):
+        kind, sid = a["subject_type"], a["subject_id"]
+        owner: str | None = None
+        if kind == "party":
+            owner = sid
+        elif kind == "account":
+            owner = who.owner_id(sid)
+        elif kind == "transaction" and sid in txns:
+            t = txns[sid]
+            src_ours, _ = who.ours(t)
+            owner = who.owner_id(t["src_account"] if src_ours else t["dst_account"])
+        if owner:
+            out[owner] = None
+    return list(out)
+
+
+def codes_from_alerts(alerts: pl.DataFrame, column: str) -> list[str]:
+    out: dict[str, None] = {}
+    for value in alerts[column].to_list():
+        for code in (value or "").split(","):
+            if code.strip():
+                out[code.strip()] = None
+    return list(out)
+
+
+def default_analysis(alerts: pl.DataFrame) -> str:
+    """疑点分析 assembled from the alerts' own reasons (Chinese where the rule has it), one line each."""
+    def cjk_share(text: str) -> float:
+        return sum("\u4e00" <= ch <= "\u9fff" for ch in text) / max(len(text), 1)
+
+    lines = []
+    for a in alerts.iter_rows(named=True):
+        reasons = [r for r in (a.get("reasons") or []) if r]
+        text = max(reasons, key=cjk_share) if reasons else (a.get("typology") or "")
+        lines.append(f"{a['detector']}：{text}")
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 from lxml import etree
 
-from tianluo.report._parties import Parties, with_usd
+from tianluo.report._parties import Parties, codes_from_alerts, default_analysis, default_subjects, with_usd
 from tianluo.report.codes import (
     NA,
     CamlmacCodes,
@@ -175,13 +175,13 @@ class _Writer:
             cp = self.who.owner(cp_account)
             name, code, other_type, number = self.who.identity(cp)
             bank = t.get(f"{other}_bank") or cp_acc.get("bank")
-            foreign = self.who.is_foreign(cp)
             tcif = [
                 ("CFIN", self.who.bank_name(bank)),
+                # The canonical model names the counterparty's bank but has no code or place for its branch
+                # (the counterparty's own region is not where its bank is).
                 ("CFCT", NA),
                 ("CFIC", NA),
-                # Only a foreign counterparty's place is known (its country); a domestic bank's branch is not.
-                ("CFRC", place_code(cp.get("region")) if foreign and cp else NA),
+                ("CFRC", NA),
                 ("TCNM", name),
                 ("TCIT", code),
                 ("OITP", other_type),
@@ -334,43 +334,6 @@ def rule_stcr_codes() -> dict[str, str]:
     return {r.id: r.stcr for r in load_rules()}
 
 
-def default_subjects(w: Parties, alerts: pl.DataFrame) -> list[str]:
-    """Parties the alerts are about: party subjects, owners of account subjects, and for a
-    transaction subject the owner on the side that banks here."""
-    out: dict[str, None] = {}
-    for a in alerts.iter_rows(named=True):
-        kind, sid = a["subject_type"], a["subject_id"]
-        if kind == "party":
-            out[sid] = None
-        elif kind == "account":
-            owner = w.owner_id(sid)
-            if owner:
-                out[owner] = None
-    return list(out)
-
-
-def _codes_from_alerts(alerts: pl.DataFrame, column: str) -> list[str]:
-    out: dict[str, None] = {}
-    for value in alerts[column].to_list():
-        for code in (value or "").split(","):
-            if code.strip():
-                out[code.strip()] = None
-    return list(out)
-
-
-def default_analysis(alerts: pl.DataFrame) -> str:
-    """疑点分析 assembled from the alerts' own reasons (Chinese where the rule has it), one line each."""
-    def cjk_share(text: str) -> float:
-        return sum("\u4e00" <= ch <= "\u9fff" for ch in text) / max(len(text), 1)
-
-    lines = []
-    for a in alerts.iter_rows(named=True):
-        reasons = [r for r in (a.get("reasons") or []) if r]
-        text = max(reasons, key=cjk_share) if reasons else (a.get("typology") or "")
-        lines.append(f"{a['detector']}：{text}")
-    return "\n".join(lines)
-
-
 def suspicious_report(
     institution: Institution,
     report: SuspiciousReportInput,
@@ -392,13 +355,13 @@ def suspicious_report(
         raise ReportError("a suspicious report needs the narrative (可疑交易特征描述, STCB)")
     data = report.data
     w = _Writer(institution, data, reveal, codes)
-    subjects = list(report.subjects) if report.subjects else default_subjects(w.who, data.alerts)
+    subjects = list(report.subjects) if report.subjects else default_subjects(w.who, data.alerts, w.txns)
     if not subjects:
         raise ReportError("no subject: give subjects (party ids) or alerts about parties or accounts")
     unknown = [s for s in subjects if s not in w.who.parties]
     if unknown:
         raise ReportError(f"subject party {unknown[0]!r} is not in the report data")
-    tosc = report.tosc if report.tosc is not None else _codes_from_alerts(data.alerts, "tosc")
+    tosc = report.tosc if report.tosc is not None else codes_from_alerts(data.alerts, "tosc")
     if report.stcr is not None:
         stcr = report.stcr
     else:

@@ -15,8 +15,7 @@ from typing import Any
 from lxml import etree
 
 from tianluo.reference.china_ids import region_by_code
-from tianluo.report._parties import Parties, with_usd
-from tianluo.report.camlmac import _codes_from_alerts, default_analysis, default_subjects
+from tianluo.report._parties import Parties, codes_from_alerts, default_analysis, default_subjects, with_usd
 from tianluo.report.codes import CHINA_TZ, GoamlCodes, country_alpha2, goaml_amount, goaml_datetime, to_decimal
 from tianluo.report.model import Institution, ReportError, ReportFile, Reveal, SuspiciousReportInput
 from tianluo.report.validate import checked
@@ -234,7 +233,7 @@ def goaml_report(
     w = _GoamlWriter(institution, report, reveal, codes)
     submitted = submitted or datetime.now(CHINA_TZ)
     data = report.data
-    subjects = list(report.subjects) if report.subjects else default_subjects(w.who, data.alerts)
+    subjects = list(report.subjects) if report.subjects else default_subjects(w.who, data.alerts, w.txns)
     wanted = {t for ids in data.alerts["txn_ids"].to_list() if ids for t in ids} or set(w.txns)
     missing = sorted(wanted - set(w.txns))
     if missing:
@@ -242,7 +241,7 @@ def goaml_report(
     txn_ids = sorted(wanted, key=lambda i: (w.txns[i]["ts"], i))
     indicators = (
         report.goaml_indicators if report.goaml_indicators is not None
-        else _codes_from_alerts(data.alerts, "goaml_indicator")
+        else codes_from_alerts(data.alerts, "goaml_indicator")
     )
 
     root = etree.Element("report")

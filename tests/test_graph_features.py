@@ -283,13 +283,13 @@ BINS = list(range(2, 40))
 EPOCH = 1_700_000_000  # Snap ML treats a timestamp of 0 as "no time"; real data never has it
 
 
-def _snap(rows, fan_w, pattern_w, lc_len, stream=True):
+def _snap(rows, fan_w, pattern_w, lc_len, stream=True, stats_w=10**7):
     """Snap ML features of (src, dst, seconds, amount) rows, one `transform` per row (its causal mode)."""
     snapml = pytest.importorskip("snapml")
     gfp = snapml.GraphFeaturePreprocessor()
     params = gfp.get_params().copy()
     params.update({
-        "num_threads": 1, "time_window": 10**7, "vertex_stats": True, "vertex_stats_cols": [4],
+        "num_threads": 1, "time_window": stats_w, "vertex_stats": True, "vertex_stats_cols": [4],
         "vertex_stats_feats": [0, 1, 3, 4, 5, 6, 8],
         "fan": True, "fan_tw": fan_w, "fan_bins": BINS, "degree": True, "degree_tw": fan_w, "degree_bins": BINS,
         # Snap ML's pattern windows are closed, [t - tw, t]; ours are (t - w, t]: the same for whole seconds.
@@ -366,6 +366,12 @@ def test_snapml_differences_are_as_documented():
     deg_out_src = 7 * nb + 1
     assert _snap(fan_out, 100, 100, 3, stream=False)[:, deg_out_src].tolist() == [2, 2]
     assert _snap(fan_out, 100, 100, 3)[:, deg_out_src].tolist() == [1, 2]
+    # ... and ignore `time_window` altogether: payments 1,000 s apart, a window of 100 s, and every row of the
+    # batch counts all five (one at a time, the window applies, one call late). This, not ties or
+    # patterns, is what Snap ML's batch features carry on AMLSim (docs/graph-features.md, "The AMLSim gap").
+    spread = [(0, k + 1, t, 1.0) for k, t in enumerate((0, 10, 500, 1000, 1010))]
+    assert _snap(spread, 100, 101, 3, stream=False, stats_w=100)[:, deg_out_src].tolist() == [5] * 5
+    assert _snap(spread, 100, 101, 3, stats_w=100)[:, deg_out_src].tolist() == [1, 2, 3, 2, 2]
     # 3. Edges with the closing edge's timestamp never complete a Snap ML cycle; earlier rows do in Tianluo.
     tie = [(0, 1, 10, 1.0), (1, 0, 10, 1.0)]
     assert _snap(tie, 100, 100, 3)[:, tc].sum(1).tolist() == [0, 0]

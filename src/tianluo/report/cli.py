@@ -124,6 +124,16 @@ def _reveal(vault: Path | None, actor: str | None, reason: str | None, data: Rep
     return lambda field, token: values[(field, token)]
 
 
+def _refuse_invalid(files: list[ReportFile], force: bool) -> None:
+    """Stop before any sequence number is taken when a file failed validation (unless --force)."""
+    if force:
+        return
+    for f in files:
+        if not f.valid:
+            shown = "\n  ".join(f.errors[:10])
+            _fail(f"{f.file_name} failed validation; nothing was written (--force writes it):\n  {shown}", code=1)
+
+
 def _write(files: list[ReportFile], out: Path, force: bool) -> None:
     table = Table(title=f"reports in {out}")
     for col in ("file", "format", "bytes", "valid", "personal data"):
@@ -176,7 +186,8 @@ def large_value(
         data = load_report_data(ds, alerts)
         rdate = _day(report_date, "--report-date") or china_today()
         files = large_value_reports(inst, data, report_date=rdate, reveal=_reveal(vault, actor, reason, data))
-        # Sequence numbers are taken once the files exist, so a failed run uses none.
+        _refuse_invalid(files, force)
+        # Sequence numbers are taken once the files exist and passed, so a failed run uses none.
         seq = DailySequence(out)
         files = renumber(files, seq.take(inst.ricd, rdate, len(files)))
         if zip_:
@@ -239,6 +250,7 @@ def suspicious(
     try:
         inp = _suspicious_input(ds, alert, narrative, narrative_file, analysis, actions, report_id, tosc, rdate)
         f = suspicious_report(inst, inp, reveal=_reveal(vault, actor, reason, inp.data))
+        _refuse_invalid([f], force)
         seq = DailySequence(out)
         f = renumber([f], seq.take(inst.ricd, rdate))[0]
         files = package_zips([f], first_seq=seq.take(inst.ricd, rdate, ext="ZIP")) if zip_ else [f]

@@ -367,6 +367,22 @@ def test_bstr_codes_and_routing_can_be_set(bank: Dataset) -> None:
     assert root.findtext("RBIF/ODRP") == "同时报送当地公安机关经侦部门"
 
 
+def test_bstr_evidence_is_the_report_data(bank: Dataset) -> None:
+    """Transactions an investigator adds are reported; one an alert cites but the data lacks is an error."""
+    inp = structuring_input(bank)
+    extra = load_report_data(bank, [{**alerts_of(bank, "structuring_cash_near_threshold")[0], "txn_ids": ["T007"]}])
+    inp.data = ReportData(inp.data.alerts, pl.concat([inp.data.transactions, extra.transactions]),
+                          inp.data.accounts, inp.data.parties)
+    root = root_of(suspicious_report(INSTITUTION, inp).content)
+    assert [s.findtext("TSIF/TICD") for s in root.iter("STIF")] == ["T005", "T006", "T007"]
+    assert root.findtext("RBIF/STNM") == "3"
+    assert root.find("STIFs/STIF[3]/TSIF/TSDR").text == "02"  # the cash withdrawal
+    inp.data = ReportData(inp.data.alerts, inp.data.transactions.filter(pl.col("txn_id") != "T006"),
+                          inp.data.accounts, inp.data.parties)
+    with pytest.raises(ReportError, match="T006"):
+        suspicious_report(INSTITUTION, inp)
+
+
 def test_bstr_needs_a_narrative_and_no_delete(bank: Dataset) -> None:
     blank = SuspiciousReportInput(report_id="x", data=structuring_input(bank).data, narrative="  ")
     with pytest.raises(ReportError, match="narrative"):

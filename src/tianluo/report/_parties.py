@@ -13,7 +13,7 @@ import polars as pl
 
 from tianluo.reference.currency import FxTable
 from tianluo.report.codes import country_alpha2, id_type
-from tianluo.report.model import Institution, ReportData, Reveal
+from tianluo.report.model import Institution, ReportData, ReportError, Reveal
 
 #: Account types that belong to the institution itself (cash, GL): never a customer, never a subject.
 INTERNAL_ACCOUNT_TYPES = frozenset({"internal"})
@@ -148,6 +148,21 @@ def default_subjects(who: Parties, alerts: pl.DataFrame, txns: dict[str, dict[st
         if owner:
             out[owner] = None
     return list(out)
+
+
+def evidence_order(alerts: pl.DataFrame, txns: dict[str, dict[str, Any]]) -> list[str]:
+    """Every transaction of the report data, in time order: the evidence of a suspicious report.
+
+    `load_report_data` puts exactly the alerts' evidence there; a caller may add transactions an
+    investigator found. A transaction an alert cites but the data lacks is an error, not a gap.
+    """
+    cited = {t for ids in alerts["txn_ids"].to_list() if ids for t in ids}
+    missing = sorted(cited - set(txns))
+    if missing:
+        raise ReportError(f"evidence transaction {missing[0]!r} of the alerts is not in the report data")
+    if not txns:
+        raise ReportError("no evidence transactions: a suspicious report needs at least one")
+    return sorted(txns, key=lambda i: (txns[i]["ts"], i))
 
 
 def codes_from_alerts(alerts: pl.DataFrame, column: str) -> list[str]:

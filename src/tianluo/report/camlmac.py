@@ -17,7 +17,14 @@ from typing import Any
 import polars as pl
 from lxml import etree
 
-from tianluo.report._parties import Parties, codes_from_alerts, default_analysis, default_subjects, with_usd
+from tianluo.report._parties import (
+    Parties,
+    codes_from_alerts,
+    default_analysis,
+    default_subjects,
+    evidence_order,
+    with_usd,
+)
 from tianluo.report.codes import (
     NA,
     CamlmacCodes,
@@ -345,9 +352,10 @@ def suspicious_report(
 ) -> ReportFile:
     """The BSTR of one suspicious-activity report: header, subjects (SEIF) and transactions (STIF).
 
-    Subjects default to the alerts' subjects; each evidence transaction is one STIF, seen
-    from a subject's side. TOSC, STCR default to the alerts' codes and their rules'
-    registrations. Validated before it is returned (see ReportFile.valid).
+    Subjects default to the alerts' subjects; each transaction of `report.data` (the alerts'
+    evidence, plus any the investigator added) is one STIF, seen from a subject's side. TOSC
+    and STCR default to the alerts' codes and their rules' registrations. Validated before it
+    is returned (see ReportFile.valid).
     """
     if action not in ("N", "C"):
         raise ReportError("a suspicious report is new (N) or a change (C); only large-value reports are deleted")
@@ -371,8 +379,7 @@ def suspicious_report(
     if report.actions.strip():
         analysis = f"{analysis}\n已采取措施：{report.actions.strip()}" if analysis.strip() else (
             f"已采取措施：{report.actions.strip()}")
-    txn_ids = sorted({t for ids in data.alerts["txn_ids"].to_list() if ids for t in ids} or set(w.txns),
-                     key=lambda i: (w.txn(i)["ts"], i))
+    txn_ids = evidence_order(data.alerts, w.txns)
 
     root = etree.Element("BSTR")
     rbif = etree.SubElement(root, "RBIF")

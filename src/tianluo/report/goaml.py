@@ -15,7 +15,14 @@ from typing import Any
 from lxml import etree
 
 from tianluo.reference.china_ids import region_by_code
-from tianluo.report._parties import Parties, codes_from_alerts, default_analysis, default_subjects, with_usd
+from tianluo.report._parties import (
+    Parties,
+    codes_from_alerts,
+    default_analysis,
+    default_subjects,
+    evidence_order,
+    with_usd,
+)
 from tianluo.report.codes import CHINA_TZ, GoamlCodes, country_alpha2, goaml_amount, goaml_datetime, to_decimal
 from tianluo.report.model import Institution, ReportError, ReportFile, Reveal, SuspiciousReportInput
 from tianluo.report.validate import checked
@@ -222,9 +229,10 @@ def goaml_report(
 ) -> ReportFile:
     """A goAML STR (`report_code` STR) of the report's evidence transactions, validated against goaml.xsd.
 
-    Needs `institution.goaml_rentity_id` (the FIU-assigned reporting-entity number). Sides that
-    bank here are `t_from_my_client` / `t_to_my_client` with the account holder; a cash side is
-    the person or entity paying in or taking out, with the cash funds code.
+    One `transaction` per transaction of `report.data` (the alerts' evidence, plus any the
+    investigator added). Needs `institution.goaml_rentity_id` (the FIU-assigned reporting-entity
+    number). Sides that bank here are `t_from_my_client` / `t_to_my_client` with the account
+    holder; a cash side is the person or entity paying in or taking out, with the cash funds code.
     """
     if not institution.goaml_rentity_id:
         raise ReportError("goAML needs the FIU-assigned reporting-entity id (Institution.goaml_rentity_id)")
@@ -234,11 +242,7 @@ def goaml_report(
     submitted = submitted or datetime.now(CHINA_TZ)
     data = report.data
     subjects = list(report.subjects) if report.subjects else default_subjects(w.who, data.alerts, w.txns)
-    wanted = {t for ids in data.alerts["txn_ids"].to_list() if ids for t in ids} or set(w.txns)
-    missing = sorted(wanted - set(w.txns))
-    if missing:
-        raise ReportError(f"evidence transaction {missing[0]!r} is not in the report data")
-    txn_ids = sorted(wanted, key=lambda i: (w.txns[i]["ts"], i))
+    txn_ids = evidence_order(data.alerts, w.txns)
     indicators = (
         report.goaml_indicators if report.goaml_indicators is not None
         else codes_from_alerts(data.alerts, "goaml_indicator")

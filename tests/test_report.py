@@ -703,3 +703,35 @@ def test_cli_writes_and_validates_reports(bank: Dataset, tmp_path: Path) -> None
     assert r.exit_code == 2 and "nope" in r.output
     r = runner.invoke(app, ["large-value", str(bank.root), "--date", "2025-01-01", "--out", str(out), *inst])
     assert r.exit_code == 1 and "no large-value alerts" in r.output
+
+
+def test_cli_reveals_from_the_vault_with_an_audit_entry(bank: Dataset, tmp_path: Path) -> None:
+    """--vault reveals the report's tokens (one audited reveal per field) so the file holds real values."""
+    import pyarrow as pa
+
+    from tianluo.protect import Vault, load_keyring, verify_audit
+
+    with open(DATA / "parties.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    vault_path = tmp_path / "vault" / "pii.sqlite"
+    stored = {r["party_id"]: r for r in bank.read("parties").to_pylist()}
+    with Vault(vault_path, load_keyring(create=True)) as vault:
+        for field in PII_FIELDS:
+            tokens = vault.put(field, pa.array([r[field] or None for r in rows], pa.string())).to_pylist()
+            assert tokens == [stored[r["party_id"]][field] for r in rows]  # the dataset's own tokens
+    alert = alerts_of(bank, "structuring_cash_near_threshold")[0]["alert_id"]
+    out = tmp_path / "out"
+    args = ["suspicious", str(bank.root), "--alert", alert, "--narrative", "拆分现金存款", "--no-zip",
+            "--institution", str(DATA / "institution.toml"), "--out", str(out), "--vault", str(vault_path)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "--actor and --reason" in r.output  # no anonymous reveal
+    r = CliRunner().invoke(app, [*args, "--actor", "investigator-7", "--reason", "STR CASE-0001"])
+    assert r.exit_code == 0, r.output
+    assert "revealed" in r.output and "pseudonymised" not in r.output
+    [written] = list(out.glob("*.XML"))
+    root = root_of(written.read_bytes())
+    assert root.findtext("SEIFs/SEIF/SIIFs/SIIF/SENM") == "张三"
+    assert root.findtext("SEIFs/SEIF/SIIFs/SIIF/SEID") == "110101199003071233"
+    audit = [line for line in (vault_path.parent / "pii.sqlite.audit.jsonl").read_text().splitlines() if line]
+    assert len(audit) >= 1 and all("investigator-7" in line and "STR CASE-0001" in line for line in audit)
+    assert verify_audit(vault_path.parent / "pii.sqlite.audit.jsonl").entries == len(audit)

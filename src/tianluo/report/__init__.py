@@ -19,7 +19,7 @@ from tianluo.report.model import (
     Reveal,
     SuspiciousReportInput,
 )
-from tianluo.report.package import MAX_ZIP_BYTES, DailySequence, file_name, package_zips, parse_file_name
+from tianluo.report.package import MAX_ZIP_BYTES, DailySequence, file_name, package_zips, parse_file_name, renumber
 from tianluo.report.validate import ValidationResult, validate_report, write_report
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "load_report_data",
     "package_zips",
     "parse_file_name",
+    "renumber",
     "suspicious_report",
     "validate_report",
     "write_report",

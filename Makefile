@@ -6,15 +6,29 @@ DEMO   := demo-data
 
 .PHONY: demo test lint bench clean web
 
-# Main job on the embedded default (no server): simulate a bank, ingest it, ingest the
-# shared real data sets, print the data-quality summary.
+# Main job on the embedded default (no server to install): simulate a bank with injected
+# crime, ingest it (PII tokenized, sealed in the workspace's vault), run detection, bring the
+# alerts into the case store, ingest the shared real data sets, then serve the API and the
+# investigator UI at http://127.0.0.1:8000/ (Ctrl-C stops it; DEMO_SERVE=0 skips serving).
+DEMO_PASSWORD ?= tianluo-demo-2026
+DEMO_SERVE    ?= 1
+DEMO_PORT     ?= 8000
+WS            := $(DEMO)/workspace
 demo: $(VENV)/.installed web
-	rm -rf $(DEMO)/dataset
+	rm -rf $(DEMO)
+	$(BIN)/tianluo workspace init $(WS) --tenant DEMO_BANK --name "天罗示范银行 Tianluo Demo Bank" --ricd C1000000000001
 	$(BIN)/tianluo simulate --out $(DEMO)/source --transactions 300000 --persons 20000 \
-	    --enterprises 2000 --days 90 --seed 7 --dataset $(DEMO)/dataset
+	    --enterprises 2000 --days 90 --seed 7 --dataset $(DEMO)/dataset --vault $(WS)/vaults/demo.sqlite
+	$(BIN)/tianluo workspace add-dataset $(WS) demo $(DEMO)/dataset --tenant DEMO_BANK --no-sync
+	$(BIN)/tianluo detect $(DEMO)/dataset --workspace $(WS)
+	@for u in analyst:analyst senior:senior admin:admin auditor:auditor; do \
+	    echo "$(DEMO_PASSWORD)" | $(BIN)/tianluo workspace add-user $(WS) $${u%%:*} --role $${u##*:} \
+	        --tenant DEMO_BANK --password-stdin; done
 	@if [ -d ../shared/data/amlsim-sample ]; then \
 	    $(BIN)/tianluo ingest ../shared/data/amlsim-sample --dataset $(DEMO)/amlsim-dataset; fi
 	$(BIN)/tianluo info $(DEMO)/dataset
+	@echo "Users analyst, senior, admin, auditor; password: $(DEMO_PASSWORD) (demo only)"
+	@if [ "$(DEMO_SERVE)" = 1 ]; then $(BIN)/tianluo serve --workspace $(WS) --port $(DEMO_PORT); fi
 
 # The whole test suite (what .ci/run calls).
 test: $(VENV)/.installed web

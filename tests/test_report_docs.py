@@ -30,8 +30,8 @@ def test_cli_section_uses_existing_commands_and_options() -> None:
     [sh] = blocks("sh")
     runner = CliRunner()
     for command in ("large-value", "suspicious", "goaml", "validate"):
-        assert f"tianluo.report.cli {command} " in sh
+        assert f"tianluo report {command} " in sh
         help_text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
-        used = set(re.findall(r"(--[a-z][a-z-]+)", sh.split(f"tianluo.report.cli {command} ")[1].split(".venv/")[0]))
+        used = set(re.findall(r"(--[a-z][a-z-]+)", sh.split(f"tianluo report {command} ")[1].split(".venv/")[0]))
         missing = {opt for opt in used if opt not in help_text}
         assert not missing, (command, missing)

@@ -15,7 +15,7 @@ from tianluo.api import errors
 from tianluo.api.errors import body
 from tianluo.api.routes import admin, alerts, auth, cases, data, reports
 from tianluo.api.security import Guard, SecurityHeaders
-from tianluo.api.service import Datasets, Jobs
+from tianluo.api.service import Datasets, Jobs, Reports
 from tianluo.api.workspace import Workspace
 
 PREFIX = "/api/v1"
@@ -31,6 +31,7 @@ class Services:
         self.store = store
         self.datasets = Datasets(store)
         self.jobs = Jobs(store)
+        self.reports = Reports(workspace, store, self.datasets)
 
     def reveal(self, user: Any, dataset: str, field: str, token: str, reason: str) -> str:
         """Detokenize one value through the dataset's vault; the vault and the case store both audit it."""

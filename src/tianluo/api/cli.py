@@ -48,7 +48,9 @@ def init(
     db: Annotated[str | None, typer.Option(help="Case database URL (default: SQLite file in the workspace).")] = None,
     tenant: Annotated[str | None, typer.Option(help="Create this institution (tenant) too.")] = None,
     name: Annotated[str | None, typer.Option(help="Institution name.")] = None,
-    ricd: Annotated[str, typer.Option(help="CAMLMAC reporting-institution code (14 characters).")] = "@N",
+    ricd: Annotated[str, typer.Option(help="CAMLMAC reporting-institution code (14 characters).")] = "",
+    bank_id: Annotated[str, typer.Option(help="How the datasets name this bank (accounts.bank).")] = "TIANLUO_BANK",
+    goaml_rentity_id: Annotated[str, typer.Option(help="goAML reporting-entity id (digits).")] = "",
 ) -> None:
     """Create a workspace (idempotent) and its case database; optionally its first institution."""
     from tianluo.cases import CaseError, open_store
@@ -57,7 +59,8 @@ def init(
         ws = Workspace.init(root, database=db)
         store = open_store(ws.database)
         if tenant:
-            _add_tenant(ws, store, Institution(tenant=tenant, name=name or tenant, ricd=ricd))
+            _add_tenant(ws, store, Institution(tenant=tenant, name=name or tenant, ricd=ricd, bank_id=bank_id,
+                                               goaml_rentity_id=goaml_rentity_id))
     except (WorkspaceError, CaseError) as exc:
         _fail(str(exc))
     console.print(f"workspace {escape(str(ws.root))} ready (cases: {escape(_redact(ws.database))})")
@@ -74,17 +77,21 @@ def add_tenant(
     root: WsArg,
     tenant: Annotated[str, typer.Argument(help="Tenant id (institution), e.g. BANK_A.")],
     name: Annotated[str | None, typer.Option(help="Institution name.")] = None,
-    ricd: Annotated[str, typer.Option(help="CAMLMAC reporting-institution code (14 characters).")] = "@N",
-    region: Annotated[str, typer.Option(help="Region code of the institution.")] = "@N",
-    reporter: Annotated[str, typer.Option(help="Name of the reporting officer on reports.")] = "@N",
-    phone: Annotated[str, typer.Option(help="Phone of the reporting officer.")] = "@N",
+    ricd: Annotated[str, typer.Option(help="CAMLMAC reporting-institution code (14 characters).")] = "",
+    bank_id: Annotated[str, typer.Option(help="How the datasets name this bank (accounts.bank).")] = "TIANLUO_BANK",
+    branch_code: Annotated[str, typer.Option(help="Reporting branch code (RPNC / FINC).")] = "",
+    region: Annotated[str, typer.Option(help="6-digit GB/T 2260 region code of the institution.")] = "",
+    reporter: Annotated[str, typer.Option(help="Name of the reporting officer on reports.")] = "",
+    phone: Annotated[str, typer.Option(help="Phone of the reporting officer.")] = "",
+    goaml_rentity_id: Annotated[str, typer.Option(help="goAML reporting-entity id (digits).")] = "",
 ) -> None:
     """Add (or update) an institution: reports use its codes; its users see only its data."""
     from tianluo.cases import CaseError
 
     ws, store = _open(root)
     try:
-        _add_tenant(ws, store, Institution(tenant, name or tenant, ricd, region, reporter, phone))
+        _add_tenant(ws, store, Institution(tenant, name or tenant, ricd, bank_id, branch_code, region, reporter,
+                                           phone, goaml_rentity_id))
     except (WorkspaceError, CaseError) as exc:
         _fail(str(exc))
     console.print(f"institution {escape(tenant)} ready")
@@ -161,7 +168,7 @@ def status(root: WsArg) -> None:
         tab.add_column(c)
     for t in store.list_tenants():
         inst = ws.institution(t["tenant"])
-        tab.add_row("institution", escape(inst.name), escape(t["tenant"]), f"RICD {escape(inst.ricd)}")
+        tab.add_row("institution", escape(inst.name), escape(t["tenant"]), f"RICD {escape(inst.ricd or '—')}")
     for d in store.datasets():
         tab.add_row("dataset", escape(d["name"]), escape(d["tenant"]), escape(d["path"]))
     for t in store.list_tenants():

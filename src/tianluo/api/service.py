@@ -315,3 +315,137 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
     return obj
+
+
+class Reports:
+    """Cases and large-value candidates → validated regulator files, stored in the case store.
+
+    Analysts work on tokens, so a report drafted by someone who may not reveal personal data
+    is *pseudonymised* (tokens in the name and ID fields; valid XML, marked as such). The
+    senior who approves it — a role allowed to reveal — regenerates it with the real values
+    from the dataset's vault, under their own name and with the case as the stated reason;
+    that approved file is the one filed. Every reveal is in the vault's audit log and the
+    case's audit trail.
+    """
+
+    def __init__(self, workspace: Any, store: Any, datasets: Datasets) -> None:
+        self.workspace, self.store, self.datasets = workspace, store, datasets
+
+    def _institution(self, tenant: str) -> Any:
+        from tianluo.report import ReportError
+
+        try:
+            return self.workspace.institution(tenant).for_reports()
+        except ReportError as exc:
+            raise ApiError(409, "institution_not_configured", str(exc)) from exc
+
+    def _revealer(self, user: Any, dataset: str, data: Any, reason: str) -> Callable[[str, str], str] | None:
+        """A reveal callback over one batch reveal per field (one audit entry each), or None without a vault."""
+        from tianluo.api.security import MATRIX
+        from tianluo.protect import Vault, load_key, load_keyring
+        from tianluo.report.model import PII_FIELDS
+
+        if user.role not in MATRIX["reveal"]:
+            return None
+        path = self.workspace.vault(dataset)
+        if not path.exists():
+            return None
+        ring = load_keyring(None, load_key(None, create=False))
+        plain: dict[tuple[str, str], str] = {}
+        actor = f"{user.tenant}/{user.username}"
+        with Vault(path, ring) as vault:
+            for f in PII_FIELDS:
+                if f not in data.parties.columns:
+                    continue
+                tokens = sorted({t for t in data.parties[f].to_list() if t})
+                if not tokens:
+                    continue
+                values = vault.reveal(f, tokens, reason=reason, actor=actor).to_pylist()
+                plain.update({(f, t): v for t, v in zip(tokens, values, strict=True)})
+        self.store.record_action(user, "reveal", "report_data", dataset,
+                                 {"reason": reason, "values": len(plain)})
+        return lambda field, token: plain.get((field, token), token)
+
+    def _build(self, user: Any, case: dict[str, Any], fmt: str, narrative: str, report_id: str,
+               reveal_ok: bool) -> Any:
+        from tianluo.report import (
+            DailySequence,
+            ReportError,
+            SuspiciousReportInput,
+            goaml_report,
+            load_report_data,
+            suspicious_report,
+        )
+
+        inst = self._institution(user.tenant)
+        alerts = [a for a in case["alerts"] if a.get("report_kind") == "suspicious" and a.get("status") != "closed_fp"]
+        if not alerts:
+            raise ApiError(409, "conflict", "the case has no open suspicious alert to report")
+        ds = self.datasets.open(user.tenant, case["dataset"])
+        try:
+            data = load_report_data(ds, alerts)
+            reveal = self._revealer(user, case["dataset"], data, f"STR for case {case['case_id']}") if reveal_ok \
+                else None
+            report = SuspiciousReportInput(report_id=report_id, data=data, narrative=narrative)
+            if fmt == "goaml":
+                return goaml_report(inst, report, reveal=reveal)
+            seq = DailySequence(self.workspace.root / "reports" / user.tenant).take(inst.ricd, _china_today())
+            return suspicious_report(inst, report, seq=seq, reveal=reveal)
+        except ReportError as exc:
+            raise ApiError(409, "report_not_possible", str(exc)) from exc
+
+    def draft(self, user: Any, case_id: str, fmt: str, narrative: str) -> dict[str, Any]:
+        case = self.store.get_case(user, case_id)
+        import uuid
+
+        report_id = uuid.uuid4().hex[:16]
+        rf = self._build(user, case, fmt, narrative, report_id, reveal_ok=False)
+        return self.store.create_report(
+            user, case_id=case_id, dataset=case["dataset"], format=fmt, file_name=rf.file_name, content=rf.content,
+            valid=rf.valid, errors=rf.errors, narrative=narrative, pseudonymised=rf.pseudonymised)
+
+    def approve(self, user: Any, report_id: str) -> dict[str, Any]:
+        """Four-eyes approval (the store enforces it), then the final file with real values."""
+        rep = self.store.approve_report(user, report_id)
+        if rep.get("case_id") and rep.get("pseudonymised") and rep["format"] != "camlmac_hvtr":
+            case = self.store.get_case(user, rep["case_id"])
+            rf = self._build(user, case, rep["format"], rep.get("narrative") or "", report_id, reveal_ok=True)
+            if not rf.pseudonymised:
+                rep = self.store.replace_report_content(user, report_id, file_name=rf.file_name, content=rf.content,
+                                                        valid=rf.valid, errors=rf.errors, pseudonymised=False)
+        return rep
+
+    def large_value(self, user: Any, dataset: str, day: Any) -> dict[str, Any]:
+        """The HVTR of a China-time day's large-value alerts (several files are zipped together)."""
+        from tianluo.report import (
+            DailySequence,
+            ReportError,
+            large_value_alerts,
+            large_value_reports,
+            load_report_data,
+            package_zips,
+        )
+
+        inst = self._institution(user.tenant)
+        ds = self.datasets.open(user.tenant, dataset)
+        alerts = large_value_alerts(ds, day)
+        if not alerts:
+            raise ApiError(404, "not_found", f"no large-value candidates on {day} in {dataset}")
+        try:
+            data = load_report_data(ds, alerts)
+            reveal = self._revealer(user, dataset, data, f"HVTR {day}")
+            seqs = DailySequence(self.workspace.root / "reports" / user.tenant)
+            files = large_value_reports(inst, data, first_seq=seqs.take(inst.ricd, _china_today()), reveal=reveal)
+            if len(files) > 1:  # one ZIP per ≤ 5 MB of XML files, as the interface specification asks
+                files = package_zips(files, first_seq=seqs.take(inst.ricd, _china_today(), ext="ZIP"))
+        except ReportError as exc:
+            raise ApiError(409, "report_not_possible", str(exc)) from exc
+        items = [self.store.create_report(
+            user, case_id=None, dataset=dataset, format="camlmac_hvtr", file_name=rf.file_name, content=rf.content,
+            valid=rf.valid, errors=rf.errors, narrative=f"large-value report {day}", pseudonymised=rf.pseudonymised)
+            for rf in files]
+        return {"items": items, "total": len(items), "page": 1, "page_size": max(1, len(items))}
+
+
+def _china_today() -> dt.date:
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()

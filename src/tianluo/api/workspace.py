@@ -22,7 +22,7 @@ from typing import Any
 
 CONFIG = "tianluo.toml"
 _TENANT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_RICD = re.compile(r"^[A-Za-z0-9]{14}$")
+_RICD = re.compile(r"^[A-Z0-9]{14}$")
 
 
 class WorkspaceError(RuntimeError):
@@ -31,14 +31,40 @@ class WorkspaceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Institution:
-    """A reporting institution (tenant): its id, name and CAMLMAC reporting-institution code."""
+    """A reporting institution (tenant): its name and the codes its regulator reports carry.
+
+    `ricd` is the 14-character CAMLMAC reporting-institution code, `bank_id` how its datasets
+    name it (`accounts.bank`), `goaml_rentity_id` the FIU-assigned goAML reporting-entity id.
+    Codes may be left empty until the institution files reports; drafting then says which
+    one is missing.
+    """
 
     tenant: str
     name: str
-    ricd: str = "@N"
-    region: str = "@N"
-    reporter: str = "@N"
-    phone: str = "@N"
+    ricd: str = ""
+    bank_id: str = ""
+    branch_code: str = ""
+    region: str = ""
+    reporter_name: str = ""
+    reporter_phone: str = ""
+    goaml_rentity_id: str = ""
+
+    def for_reports(self) -> Any:
+        """The `tianluo.report.Institution` of this tenant (ReportError names a missing or bad code)."""
+        from tianluo.report import Institution as ReportInstitution
+        from tianluo.report import ReportError
+
+        if not self.ricd:
+            raise ReportError(f"institution {self.tenant} has no RICD: set it with "
+                              f"`tianluo workspace add-tenant <workspace> {self.tenant} --ricd <14 characters>`")
+        return ReportInstitution(
+            ricd=self.ricd, name=self.name, bank_id=self.bank_id or None, branch_code=self.branch_code or None,
+            region=self.region or None, reporter_name=self.reporter_name or None,
+            reporter_phone=self.reporter_phone or None, goaml_rentity_id=self.goaml_rentity_id or None,
+        )
+
+
+INSTITUTION_KEYS = tuple(f for f in Institution.__dataclass_fields__ if f != "tenant")
 
 
 @dataclass
@@ -84,18 +110,17 @@ class Workspace:
     def add_institution(self, inst: Institution) -> None:
         """Record an institution in `tianluo.toml` (replacing an earlier entry of the same tenant)."""
         _check_tenant(inst.tenant)
-        if inst.ricd != "@N" and not _RICD.match(inst.ricd):
-            raise WorkspaceError(f"RICD {inst.ricd!r}: the reporting-institution code has 14 letters or digits")
+        if inst.ricd and not _RICD.match(inst.ricd):
+            raise WorkspaceError(f"RICD {inst.ricd!r}: the reporting-institution code has 14 upper-case letters "
+                                 "or digits")
         self.institutions[inst.tenant] = inst
         cfg_path = self.root / CONFIG
         text = cfg_path.read_text(encoding="utf-8")
         head = text.split("\n[institutions.", 1)[0].rstrip("\n") + "\n"
         blocks = []
         for t, i in sorted(self.institutions.items()):
-            blocks.append(
-                f"\n[institutions.{_toml_key(t)}]\nname = {_toml_str(i.name)}\nricd = {_toml_str(i.ricd)}\n"
-                f"region = {_toml_str(i.region)}\nreporter = {_toml_str(i.reporter)}\nphone = {_toml_str(i.phone)}\n"
-            )
+            body = "".join(f"{k} = {_toml_str(getattr(i, k))}\n" for k in INSTITUTION_KEYS)
+            blocks.append(f"\n[institutions.{_toml_key(t)}]\n{body}")
         cfg_path.write_text(head + "".join(blocks), encoding="utf-8")
 
     def institution(self, tenant: str) -> Institution:
@@ -125,11 +150,11 @@ def _institution(tenant: str, spec: Any, where: Path) -> Institution:
     _check_tenant(tenant)
     if not isinstance(spec, dict):
         raise WorkspaceError(f"{where}: [institutions.{tenant}] must be a table")
-    known = {"name", "ricd", "region", "reporter", "phone"}
-    unknown = set(spec) - known
+    unknown = set(spec) - set(INSTITUTION_KEYS)
     if unknown:
         raise WorkspaceError(f"{where}: [institutions.{tenant}] has unknown keys {sorted(unknown)}")
-    return Institution(tenant=tenant, **{k: str(v) for k, v in spec.items()})
+    return Institution(tenant=tenant, **{k: str(v) for k, v in spec.items() if k != "name"},
+                       name=str(spec.get("name", tenant)))
 
 
 def _toml_str(value: str) -> str:

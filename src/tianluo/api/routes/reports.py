@@ -21,7 +21,8 @@ def draft(case_id: str, body: DraftReport, request: Request,
     return services(request).reports.draft(user, case_id, body.format, body.narrative)
 
 
-@router.post("/reports/large-value", status_code=201, summary="Generate the CAMLMAC HVTR of one day")
+@router.post("/reports/large-value", status_code=201,
+             summary="Generate the CAMLMAC HVTR of one day (one XML, or ZIPs of ≤ 5 MB when large)")
 def large_value(body: LargeValue, request: Request,
                 user: Annotated[Any, Depends(Guard("reports.large_value"))]) -> dict[str, Any]:
     return services(request).reports.large_value(user, body.dataset, body.date)
@@ -49,7 +50,7 @@ def get_report(report_id: str, request: Request, user: Annotated[Any, Depends(Gu
 @router.post("/reports/{report_id}/approve", summary="Approve (senior; never the drafter)")
 def approve(report_id: str, request: Request, user: Annotated[Any, Depends(Guard("reports.approve"))]
             ) -> dict[str, Any]:
-    return store(request).approve_report(user, report_id)
+    return services(request).reports.approve(user, report_id)
 
 
 @router.post("/reports/{report_id}/reject", summary="Reject with a reason; the case returns to escalated")

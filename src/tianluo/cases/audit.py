@@ -10,14 +10,21 @@ transaction) catches entries cut from the end. The first entry chains to `GENESI
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tianluo.protect import sm3_hex
-
 GENESIS = "0" * 64
+
+
+def sm3_hex(data: bytes) -> str:
+    """SM3 (GB/T 32905-2016) through OpenSSL: the same digest as `tianluo.protect.sm3_hex`.
+
+    Computed here directly so opening the case store does not load the tokenization kernels (numba).
+    """
+    return hashlib.new("sm3", data).hexdigest()
 
 
 def canonical_json(value: Any) -> str:

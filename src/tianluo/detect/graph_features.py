@@ -13,7 +13,7 @@ same kernels, so a backtest and a real-time score agree to the last bit.
 
 The families mirror IBM Snap ML's `GraphFeaturePreprocessor` (fan, degree, vertex
 statistics, scatter-gather, temporal cycles, length-constrained cycles) so the two can
-be compared like for like; `docs/bench_graph_features.md` lists every column and where
+be compared like for like; `docs/graph-features.md` lists every column and where
 the definitions differ.
 """
 

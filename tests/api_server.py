@@ -71,7 +71,8 @@ def build(root: Path) -> Deployment:
     """Simulate two small banks, detect, and set up a workspace with users of every role."""
     ws = root / "ws"
     datasets = {}
-    tianluo("workspace", "init", str(ws), "--tenant", "BANK_A", "--name", "甲银行", "--ricd", "C1234567890123")
+    tianluo("workspace", "init", str(ws), "--tenant", "BANK_A", "--name", "甲银行", "--ricd", "C1234567890123",
+            "--goaml-rentity-id", "1234")
     tianluo("workspace", "add-tenant", str(ws), "BANK_B", "--name", "乙银行", "--ricd", "C9999999999999")
     for tenant, name, seed in (("BANK_A", "bank_a", 5), ("BANK_B", "bank_b", 6)):
         ds = root / name
@@ -85,7 +86,9 @@ def build(root: Path) -> Deployment:
     for role in ROLES:
         tianluo("workspace", "add-user", str(ws), f"{role}_a", "--role", role, "--tenant", "BANK_A",
                 "--password-stdin", stdin=PASSWORD + "\n")
-    for user, role in (("senior2_a", "senior"), ("analyst_b", "analyst"), ("senior_b", "senior")):
+    # guessed_a: the rate-limit test locks it out (the others must keep logging in).
+    for user, role in (("senior2_a", "senior"), ("guessed_a", "analyst"), ("analyst_b", "analyst"),
+                       ("senior_b", "senior")):
         tenant = "BANK_A" if user.endswith("_a") else "BANK_B"
         tianluo("workspace", "add-user", str(ws), user, "--role", role, "--tenant", tenant, "--password-stdin",
                 stdin=PASSWORD + "\n")

@@ -470,10 +470,12 @@ def evaluate(
 
 from tianluo.api.cli import app as workspace_app  # noqa: E402 - sub-apps register after the main commands
 from tianluo.api.cli import serve  # noqa: E402
+from tianluo.cases.cli import app as cases_app  # noqa: E402
 from tianluo.report.cli import app as report_app  # noqa: E402
 
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(report_app, name="report")
+app.add_typer(cases_app, name="cases")
 app.command("serve")(serve)
 
 rules_app = typer.Typer(help="Rule packs: list and validate.", no_args_is_help=True)

@@ -6,8 +6,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from tianluo import __version__
@@ -15,7 +16,7 @@ from tianluo.api import errors
 from tianluo.api.errors import body
 from tianluo.api.routes import admin, alerts, auth, cases, data, reports
 from tianluo.api.security import Guard, SecurityHeaders
-from tianluo.api.service import Datasets, Jobs, Reports
+from tianluo.api.service import Datasets, Jobs, Keys, Reports
 from tianluo.api.workspace import Workspace
 
 PREFIX = "/api/v1"
@@ -29,13 +30,14 @@ class Services:
     def __init__(self, workspace: Workspace, store: Any) -> None:
         self.workspace = workspace
         self.store = store
+        self.keys = Keys()
         self.datasets = Datasets(store)
         self.jobs = Jobs(store)
-        self.reports = Reports(workspace, store, self.datasets)
+        self.reports = Reports(workspace, store, self.datasets, self.keys)
 
     def reveal(self, user: Any, dataset: str, field: str, token: str, reason: str) -> str:
         """Detokenize one value through the dataset's vault; the vault and the case store both audit it."""
-        from tianluo.protect import Vault, VaultError, load_key, load_keyring
+        from tianluo.protect import Vault, VaultError
 
         self.datasets.open(user.tenant, dataset)
         path = self.workspace.vault(dataset)
@@ -43,7 +45,7 @@ class Services:
             from tianluo.api.errors import ApiError
 
             raise ApiError(404, "not_found", f"dataset {dataset!r} has no token vault (ingested without one)")
-        ring = load_keyring(None, load_key(None, create=False))
+        ring = self.keys.ring()
         self.store.record_action(user, "reveal", "token", token, {"field": field, "dataset": dataset,
                                                                    "reason": reason})
         try:
@@ -90,9 +92,11 @@ def create_app(workspace: Workspace | Path | str, *, store: Any = None, ui: bool
     )
     app.state.workspace, app.state.store, app.state.services = ws, st, services
     errors.install(app)
-    for module in (auth, data, alerts, cases, reports, admin):
-        app.include_router(module.router, prefix=PREFIX)
-    _document_permissions(app)
+    routers = [module.router for module in (auth, data, alerts, cases, reports, admin)]
+    app.state.api_routers = routers
+    _document_permissions(routers)  # before inclusion: included routers may copy their routes
+    for router in routers:
+        app.include_router(router, prefix=PREFIX)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)
 
@@ -110,17 +114,25 @@ def create_app(workspace: Workspace | Path | str, *, store: Any = None, ui: bool
     return app
 
 
+def _api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """(full path, route) of every API endpoint: the app's own and those of our routers.
+
+    Why not `app.routes`: newer FastAPI keeps included routers as lazy wrappers there, so
+    we walk the routers we included ourselves (their routes carry the router's prefix).
+    """
+    out = [(r.path, r) for r in app.routes if isinstance(r, APIRoute)]
+    for router in getattr(app.state, "api_routers", []):
+        out += [(PREFIX + r.path, r) for r in router.routes if isinstance(r, APIRoute)]
+    return out
+
+
 def permissions(app: FastAPI) -> dict[tuple[str, str], str | None]:
     """(method, path) → the permission its Guard checks, or None for an open endpoint."""
     out: dict[tuple[str, str], str | None] = {}
-    for route in app.routes:
-        dependant = getattr(route, "dependant", None)
-        methods = getattr(route, "methods", None)
-        if dependant is None or not methods:
-            continue
-        perm = _guard_of(dependant)
-        for m in methods:
-            out[(m, route.path)] = perm
+    for path, route in _api_routes(app):
+        perm = _guard_of(route.dependant)
+        for m in route.methods:
+            out[(m, path)] = perm
     return out
 
 
@@ -134,15 +146,12 @@ def _guard_of(dependant: Any) -> str | None:
     return None
 
 
-def _document_permissions(app: FastAPI) -> None:
+def _document_permissions(routers: list[APIRouter]) -> None:
     """Put each route's permission and roles into the OpenAPI document (`x-permission`, `x-roles`)."""
     from tianluo.api.security import MATRIX
 
-    for route in app.routes:
-        dependant = getattr(route, "dependant", None)
-        if dependant is None:
-            continue
-        perm = _guard_of(dependant)
+    for route in (r for router in routers for r in router.routes if isinstance(r, APIRoute)):
+        perm = _guard_of(route.dependant)
         if perm:
             extra = dict(getattr(route, "openapi_extra", None) or {})
             extra.update({"x-permission": perm, "x-roles": sorted(MATRIX[perm])})

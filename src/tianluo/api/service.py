@@ -8,6 +8,7 @@ parameters; no request value is ever formatted into SQL.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import traceback
 from collections import OrderedDict
@@ -256,16 +257,40 @@ class Jobs:
         self._pool.shutdown(wait=True, cancel_futures=False)
 
 
-def ingest_work(ds_path: Path, source: Path, fmt: str, vault: Path
+class Keys:
+    """Where the server finds its master key and keyring, fixed when the app starts.
+
+    Why: the environment is read once, so a later change of `$TIANLUO_MASTER_KEY` in the
+    process (or a test's) cannot silently switch the keys under a running server; the key
+    itself is read only when a request needs it, so a server without one still serves
+    everything but ingest and reveal, which then fail with a clear message.
+    """
+
+    def __init__(self) -> None:
+        from tianluo.protect.keys import KEY_ENV, KEYRING_ENV
+
+        self.master = os.environ.get(KEY_ENV) or None
+        self.keyring = os.environ.get(KEYRING_ENV) or None
+
+    def ring(self, *, create: bool = False) -> Any:
+        """The unlocked keyring (`MasterKeyError` when the key is missing or wrong)."""
+        from tianluo.protect import load_key, load_keyring
+        from tianluo.protect.keys import key_from
+
+        master = load_key(None, create=False) if self.master is None else key_from(self.master)
+        return load_keyring(Path(self.keyring) if self.keyring else None, master, create=create)
+
+
+def ingest_work(ds_path: Path, source: Path, fmt: str, vault: Path, keys: Keys
                 ) -> Callable[[Callable[[float, str], None]], dict[str, Any]]:
     """A job body that ingests `source` into the dataset at `ds_path`, PII sealed in `vault`."""
 
     def work(progress: Callable[[float, str], None]) -> dict[str, Any]:
         from tianluo.ingest import ingest, open_reader
-        from tianluo.protect import Vault, load_key, load_keyring
+        from tianluo.protect import Vault
 
         reader = open_reader(source, fmt)
-        ring = load_keyring(None, load_key(None, create=False), create=True)
+        ring = keys.ring(create=True)
         ds = Dataset(ds_path, create=True)
         rows = {"n": 0}
 
@@ -328,8 +353,8 @@ class Reports:
     case's audit trail.
     """
 
-    def __init__(self, workspace: Any, store: Any, datasets: Datasets) -> None:
-        self.workspace, self.store, self.datasets = workspace, store, datasets
+    def __init__(self, workspace: Any, store: Any, datasets: Datasets, keys: Keys) -> None:
+        self.workspace, self.store, self.datasets, self.keys = workspace, store, datasets, keys
 
     def _institution(self, tenant: str) -> Any:
         from tianluo.report import ReportError
@@ -342,7 +367,7 @@ class Reports:
     def _revealer(self, user: Any, dataset: str, data: Any, reason: str) -> Callable[[str, str], str] | None:
         """A reveal callback over one batch reveal per field (one audit entry each), or None without a vault."""
         from tianluo.api.security import MATRIX
-        from tianluo.protect import Vault, load_key, load_keyring
+        from tianluo.protect import Vault
         from tianluo.report.model import PII_FIELDS
 
         if user.role not in MATRIX["reveal"]:
@@ -350,7 +375,7 @@ class Reports:
         path = self.workspace.vault(dataset)
         if not path.exists():
             return None
-        ring = load_keyring(None, load_key(None, create=False))
+        ring = self.keys.ring()
         plain: dict[tuple[str, str], str] = {}
         actor = f"{user.tenant}/{user.username}"
         with Vault(path, ring) as vault:
@@ -367,7 +392,7 @@ class Reports:
         return lambda field, token: plain.get((field, token), token)
 
     def _build(self, user: Any, case: dict[str, Any], fmt: str, narrative: str, report_id: str,
-               reveal_ok: bool) -> Any:
+               reveal_ok: bool, seq: int | None = None) -> Any:
         from tianluo.report import (
             DailySequence,
             ReportError,
@@ -389,7 +414,8 @@ class Reports:
             report = SuspiciousReportInput(report_id=report_id, data=data, narrative=narrative)
             if fmt == "goaml":
                 return goaml_report(inst, report, reveal=reveal)
-            seq = DailySequence(self.workspace.root / "reports" / user.tenant).take(inst.ricd, _china_today())
+            if seq is None:
+                seq = DailySequence(self.workspace.root / "reports" / user.tenant).take(inst.ricd, _china_today())
             return suspicious_report(inst, report, seq=seq, reveal=reveal)
         except ReportError as exc:
             raise ApiError(409, "report_not_possible", str(exc)) from exc
@@ -408,8 +434,14 @@ class Reports:
         """Four-eyes approval (the store enforces it), then the final file with real values."""
         rep = self.store.approve_report(user, report_id)
         if rep.get("case_id") and rep.get("pseudonymised") and rep["format"] != "camlmac_hvtr":
+            from tianluo.report import parse_file_name
+
             case = self.store.get_case(user, rep["case_id"])
-            rf = self._build(user, case, rep["format"], rep.get("narrative") or "", report_id, reveal_ok=True)
+            # The revealed file replaces the draft, which was never filed: same day, same number.
+            parts = parse_file_name(rep["file_name"])
+            same_day = parts is not None and parts["day"] == f"{_china_today():%Y%m%d}"
+            rf = self._build(user, case, rep["format"], rep.get("narrative") or "", report_id, reveal_ok=True,
+                             seq=int(parts["seq"]) if same_day and parts else None)
             if not rf.pseudonymised:
                 rep = self.store.replace_report_content(user, report_id, file_name=rf.file_name, content=rf.content,
                                                         valid=rf.valid, errors=rf.errors, pseudonymised=False)

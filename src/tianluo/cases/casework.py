@@ -402,12 +402,15 @@ class CaseworkMixin(QueueMixin):
         narrative: str | None = None,
         alert_ids: list[str] | None = None,
         report_date: dt.date | None = None,
+        pseudonymised: bool = False,
     ) -> dict[str, Any]:
         """Store a drafted report: a case's STR (the case moves to report_drafted), or a large-value report.
 
         A case report needs the case `escalated` (or already `report_drafted`, e.g. a second
         format); a large-value report (`case_id` None) needs `dataset`, and `report_date`
         sets its deadline (five working days after the transactions' date).
+        `pseudonymised` marks a draft written on tokens: approval may then replace its
+        file with the revealed one (`replace_report_content`).
         """
         require_role(actor, CASE_WORKERS, "draft reports")
         if format not in REPORT_FORMATS:
@@ -443,7 +446,8 @@ class CaseworkMixin(QueueMixin):
                             status="drafted", drafter=actor.username, file_name=file_name, content=bytes(content),
                             size=len(content), sha256=hashlib.sha256(content).hexdigest(), valid=bool(valid),
                             errors=[e if isinstance(e, (str, dict)) else str(e) for e in errors],
-                            narrative=narrative, alert_ids=ids, report_date=report_date, due_at=due, created_at=now)
+                            pseudonymised=bool(pseudonymised), narrative=narrative, alert_ids=ids,
+                            report_date=report_date, due_at=due, created_at=now)
             s.add(rep)
             s.flush()
             self._audit(s, actor, "report.draft", "report", rep.id,
@@ -511,6 +515,43 @@ class CaseworkMixin(QueueMixin):
                 self._reject(s, actor, rep, case, check_reason(reason, "rejecting a report"), now)
             else:
                 self._file(s, actor, rep, case, now)
+            name = s.get(DatasetRow, rep.dataset_id).name  # type: ignore[union-attr]
+            return report_dict(rep, name, now)
+
+    def replace_report_content(self, actor: User, report_id: int | str, *, file_name: str, content: bytes,
+                               valid: bool, errors: list[Any] | tuple[Any, ...] = (),
+                               pseudonymised: bool = False) -> dict[str, Any]:
+        """Swap an approved pseudonymised draft for its revealed file (same facts, real names).
+
+        Why: analysts draft on tokens; only the approver's act reveals personal data, and
+        the revealed file is what gets filed. Only the report's approver may do it, only
+        while it is approved and pseudonymised, and only with a valid file; the audit entry
+        keeps both hashes so the swap is traceable.
+        """
+        require_role(actor, SENIOR, "finalise reports")
+        if not content:
+            raise Invalid("a report needs content")
+        if not file_name or "/" in file_name or len(file_name) > 300:
+            raise Invalid(f"report file name {file_name!r} is not a plain file name")
+        t = tenant_of(actor)
+        with self._write() as s:
+            rep = self._report(s, t, report_id, lock=True)
+            if rep.status != "approved" or not rep.pseudonymised:
+                raise Conflict(f"report {rep.id} is {rep.status}{' and pseudonymised' if rep.pseudonymised else ''}; "
+                               "only an approved pseudonymised draft gets its revealed file")
+            if rep.approver != actor.username:
+                raise NotAllowed(f"only {rep.approver}, who approved report {rep.id}, may finalise it")
+            if not valid:
+                raise Conflict(f"the revealed file of report {rep.id} does not validate; it was not stored")
+            old = rep.sha256
+            rep.file_name, rep.content, rep.size = file_name, bytes(content), len(content)
+            rep.sha256, rep.valid = hashlib.sha256(content).hexdigest(), True
+            rep.errors = [e if isinstance(e, (str, dict)) else str(e) for e in errors]
+            rep.pseudonymised = bool(pseudonymised)
+            now = self.now()
+            self._audit(s, actor, "report.finalise", "report", rep.id,
+                        {"file_name": file_name, "sha256_before": old, "sha256": rep.sha256}, tenant=t,
+                        case_id=rep.case_id)
             name = s.get(DatasetRow, rep.dataset_id).name  # type: ignore[union-attr]
             return report_dict(rep, name, now)
 
@@ -589,6 +630,7 @@ def report_dict(r: Any, dataset: str, now: dt.datetime) -> dict[str, Any]:
         "report_id": r.id, "case_id": r.case_id, "dataset": dataset, "format": r.format, "status": r.status,
         "drafter": r.drafter, "approver": r.approver, "filed_by": r.filed_by, "file_name": r.file_name,
         "size": r.size, "sha256": r.sha256, "valid": r.valid, "errors": list(r.errors or []),
+        "pseudonymised": bool(r.pseudonymised),
         "narrative": r.narrative, "alert_ids": list(r.alert_ids or []), "report_date": r.report_date,
         "due_at": r.due_at, "sla_state": sla_state(r.due_at, now) if r.status in ("drafted", "approved") else None,
         "created_at": r.created_at, "approved_at": r.approved_at, "rejected_at": r.rejected_at,

@@ -286,6 +286,8 @@ class ReportRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     valid: Mapped[bool] = mapped_column(Boolean)
     errors: Mapped[list[Any]] = mapped_column(Json)
+    #: drafted on tokens (no reveal); the approved file carries the revealed values
+    pseudonymised: Mapped[bool] = mapped_column(Boolean, default=False)
     narrative: Mapped[str | None] = mapped_column(Text)
     alert_ids: Mapped[list[str]] = mapped_column(Json)
     report_date: Mapped[dt.date | None] = mapped_column(Date)

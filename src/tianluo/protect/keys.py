@@ -54,6 +54,16 @@ def _parse_key(text: str, where: str) -> bytes:
     return key
 
 
+def key_from(value: str) -> bytes:
+    """A master key given the way `$TIANLUO_MASTER_KEY` gives it: 64 hex digits or a key file path.
+
+    A server snapshots the variable at start and calls this when it needs the key.
+    """
+    if Path(value).is_file():
+        return _parse_key(Path(value).read_text(), value)
+    return _parse_key(value, f"${KEY_ENV}")
+
+
 def load_key(key_file: Path | None = None, *, create: bool = False) -> bytes:
     """Find the master key: explicit file, then $TIANLUO_MASTER_KEY, then the default key file.
 

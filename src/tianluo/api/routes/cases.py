@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from tianluo.api.models import Assign, Note, TraceRequest, Transition
-from tianluo.api.routes.common import PageSize, page, read_upload, safe_name, services, store
+from tianluo.api.routes.common import PageSize, attachment, page, read_upload, safe_name, services, store
 from tianluo.api.security import Guard
 
 router = APIRouter(prefix="/cases", tags=["cases"])
@@ -92,7 +92,7 @@ def get_evidence(case_id: str, evidence_id: str, request: Request,
     ev = store(request).get_evidence(user, case_id, evidence_id)
     name = safe_name(ev.get("title"), "evidence")
     return Response(ev["content"], media_type=ev.get("content_type") or "application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                    headers=attachment(name))
 
 
 @router.get("/{case_id}/subject", summary="The party and accounts the case is about")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Query, Request, UploadFile
 
@@ -66,3 +67,13 @@ def safe_name(name: str | None, default: str) -> str:
     base = Path(name or default).name
     clean = "".join(c for c in base if c.isalnum() or c in "._-")[:120].lstrip(".")
     return clean or default
+
+
+def attachment(name: str) -> dict[str, str]:
+    """Content-Disposition for a download whose name may hold Chinese (RFC 6266 / 5987).
+
+    Headers are Latin-1, so the plain `filename` gets an ASCII fallback and `filename*`
+    carries the real name percent-encoded in UTF-8; browsers prefer the latter.
+    """
+    ascii_name = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name) or "download"
+    return {"Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"}

@@ -47,7 +47,8 @@ async def ingest(
     rec = svc.datasets.record(user.tenant, name)
     dest = svc.workspace.uploads / user.tenant / uuid.uuid4().hex / safe_name(file.filename, "upload.csv")
     await save_upload(file, dest, MAX_INGEST)
-    return svc.jobs.submit(user, "ingest", ingest_work(Path(rec["path"]), dest, format, svc.workspace.vault(name)))
+    return svc.jobs.submit(user, "ingest", ingest_work(Path(rec["path"]), dest, format, svc.workspace.vault(name),
+                                                   svc.keys))
 
 
 @router.post("/datasets/{name}/detect", status_code=202, summary="Run detection and sync alerts (background job)")

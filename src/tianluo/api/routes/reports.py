@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from tianluo.api.models import DraftReport, LargeValue, Reject
-from tianluo.api.routes.common import PageSize, page, services, store
+from tianluo.api.routes.common import PageSize, attachment, page, services, store
 from tianluo.api.security import Guard
 
 router = APIRouter(tags=["reports"])
@@ -79,4 +79,4 @@ def download(report_id: str, request: Request, user: Annotated[Any, Depends(Guar
     content = st.report_content(user.tenant, report_id)
     name = rep["file_name"]
     media = "application/zip" if name.upper().endswith(".ZIP") else "application/xml"
-    return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(content, media_type=media, headers=attachment(name))

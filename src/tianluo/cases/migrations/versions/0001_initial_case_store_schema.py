@@ -209,6 +209,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("valid", sa.Boolean(), nullable=False),
         sa.Column("errors", JSON, nullable=False),
+        sa.Column("pseudonymised", sa.Boolean(), nullable=False),
         sa.Column("narrative", sa.Text(), nullable=True),
         sa.Column("alert_ids", JSON, nullable=False),
         sa.Column("report_date", sa.Date(), nullable=True),

@@ -85,3 +85,8 @@ export function shortId(id: string | null | undefined, keep = 10): string {
   if (!id) return '—'
   return id.length > keep + 1 ? `…${id.slice(-keep)}` : id
 }
+
+/** How a case is named in lists: #17 */
+export function caseLabel(id: string | number | null | undefined): string {
+  return id === null || id === undefined ? '—' : `#${id}`
+}

@@ -90,3 +90,18 @@ export function localizedReasons(reasons: string[] | null | undefined): string[]
   }
   return other
 }
+
+/**
+ * A case title in the reader's language. The case store writes "fan_in, cycle — party P0001";
+ * the typologies and the subject kind are translated, anything else is shown as written.
+ */
+export function caseTitle(c: { title?: string | null; subject_type: string; subject_id: string }): string {
+  const raw = c.title ?? ''
+  const m = /^(.*) — (\S+) (.+)$/.exec(raw)
+  if (!m) return raw || `${tv('subject', c.subject_type)} ${c.subject_id}`
+  const typs = m[1]
+    .split(',')
+    .map((x) => typologyName(x.trim()))
+    .join(t('common.listSep'))
+  return `${typs} — ${tv('subject', m[2])} ${m[3]}`
+}

@@ -1,5 +1,8 @@
 // Shapes of the REST API (docs/api.md). Only what the UI reads is typed; extra fields are ignored.
 
+/** Case ids are integers in the case store; the UI treats ids as opaque. */
+export type Id = string | number
+
 export type Role = 'analyst' | 'senior' | 'admin' | 'auditor' | 'supervisor'
 
 export interface User {
@@ -53,10 +56,13 @@ export interface Alert {
   goaml_indicator: string | null
   status: AlertStatus | string
   assignee: string | null
-  case_id: string | null
+  case_id: Id | null
   created_at: string
   closed_reason: string | null
   suppressed_until: string | null
+  /** Large-value candidates carry the report deadline. */
+  due_at?: string | null
+  sla_state?: SlaState | null
 }
 
 export interface PatternNode {
@@ -82,7 +88,7 @@ export interface Pattern {
 export type SlaState = 'ok' | 'due_soon' | 'overdue' | string
 
 export interface CaseSummary {
-  case_id: string
+  case_id: Id
   dataset: string
   subject_type: string
   subject_id: string
@@ -117,7 +123,7 @@ export interface Evidence {
 
 export interface Report {
   report_id: string
-  case_id: string | null
+  case_id: Id | null
   format: string
   status: 'drafted' | 'approved' | 'rejected' | 'filed' | string
   drafter: string
@@ -196,6 +202,8 @@ export interface TimelineAlert {
 export interface Timeline {
   transactions: TimelineTxn[]
   alerts: TimelineAlert[]
+  /** The subject's accounts (the API adds them; the UI falls back to the subject profile's). */
+  accounts?: string[]
 }
 
 export interface AuditEntry {
@@ -290,7 +298,7 @@ export interface TopParty {
   risk_score: number | null
   alerts: number
   amount_cny: number | null
-  case_id: string | null
+  case_id: Id | null
 }
 
 export interface RegionStat {

@@ -203,10 +203,18 @@ class CsvSource:
                     bad.append(
                         BadLine(int(line_no[i]), _encoding_reason(exc, self.encoding), _decode(raw, self.encoding))
                     )
+        # A carriage return inside a line (not before its LF) would end the row for the Arrow
+        # parser and shift every later line: such a row is quarantined, never parsed.
+        crpos = np.flatnonzero(buf == 13)
+        inner_cr = (np.searchsorted(crpos, ends) - np.searchsorted(crpos, starts)) > 0
         for i in np.flatnonzero(~good & ~blank & ~bad_enc):
             raw = body[starts[i] : ends[i]]
             bad.append(BadLine(int(line_no[i]), self._count_reason(int(fields[i]), ncols), _decode(raw, self.encoding)))
-        good &= ~bad_enc
+        for i in np.flatnonzero(good & inner_cr & ~bad_enc):
+            raw = body[starts[i] : ends[i]]
+            bad.append(BadLine(int(line_no[i]), "row holds a carriage return (CR without LF) inside a field",
+                               _decode(raw, self.encoding)))
+        good &= ~bad_enc & ~inner_cr
         bad.sort(key=lambda b: b.line)
 
         if good.all():

@@ -50,8 +50,8 @@ class Mapping:
         """Read and check a mapping file; every mistake names the key and what is allowed."""
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SourceError(f"{path}: cannot read the mapping file: {exc}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SourceError(f"{path}: cannot read the mapping file (UTF-8 TOML expected): {exc}") from None
         return cls.from_dict(raw, str(path))
 
     @classmethod

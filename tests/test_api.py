@@ -221,6 +221,42 @@ def test_admin_jobs_detect_and_ingest(dep: Deployment, tmp_path: Path) -> None:
     assert dep.client("analyst_a").post("/datasets/bank_a/detect").status_code == 403
 
 
+def test_large_value_report_of_a_day(dep: Deployment) -> None:
+    """A senior generates the day's HVTR: valid against the XSD, real values revealed, numbered in sequence."""
+    import datetime as dt
+
+    from lxml import etree
+
+    from tianluo.report import parse_file_name, validate_report
+
+    senior = dep.client("senior_a")
+    lv = senior.get("/alerts", params={"report_kind": "large_value", "dataset": "bank_a", "page_size": 1,
+                                        "sort": "-amount_cny"}).json()["items"]
+    assert lv, "the simulated bank has large-value candidates"
+    ts = dt.datetime.fromisoformat(lv[0]["ts_end"]).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    r = senior.post("/reports/large-value", json={"dataset": "bank_a", "date": ts.date().isoformat()})
+    assert r.status_code == 201, r.text
+    items = r.json()["items"]
+    assert items and all(i["format"] == "camlmac_hvtr" and i["valid"] and i["case_id"] is None for i in items)
+    seqs = []
+    for item in items:
+        parts = parse_file_name(item["file_name"])
+        assert parts and parts["kind"] == "BH" and parts["ricd"] == "C1234567890123"
+        seqs.append(int(parts["seq"]))
+        body = senior.get(f"/reports/{item['report_id']}/download").content
+        assert validate_report(body).valid
+        names = [e.text or "" for e in etree.fromstring(body).iter("{*}CTNM", "CTNM")]
+        assert names and not any(n.startswith("tk") for n in names), names[:3]  # a senior's file is revealed
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    # A second report of the same day takes the next numbers, never the same ones.
+    again = senior.post("/reports/large-value", json={"dataset": "bank_a", "date": ts.date().isoformat()}).json()
+    assert int(parse_file_name(again["items"][0]["file_name"])["seq"]) > max(seqs)
+    assert dep.client("analyst_a").post("/reports/large-value", json={"dataset": "bank_a", "date": "2026-01-01"}
+                                        ).status_code == 403
+    empty = senior.post("/reports/large-value", json={"dataset": "bank_a", "date": "1999-01-01"})
+    assert empty.status_code == 404 and "no large-value candidates" in empty.json()["message"]
+
+
 def test_reveal_is_for_allowed_roles_with_a_reason(dep: Deployment) -> None:
     senior = dep.client("senior_a")
     alert = _top_case_alert(senior)

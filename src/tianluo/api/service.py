@@ -456,6 +456,7 @@ class Reports:
             large_value_reports,
             load_report_data,
             package_zips,
+            renumber,
         )
 
         inst = self._institution(user.tenant)
@@ -467,9 +468,12 @@ class Reports:
             data = load_report_data(ds, alerts)
             reveal = self._revealer(user, dataset, data, f"HVTR {day}")
             seqs = DailySequence(self.workspace.root / "reports" / user.tenant)
-            files = large_value_reports(inst, data, first_seq=seqs.take(inst.ricd, _china_today()), reveal=reveal)
-            if len(files) > 1:  # one ZIP per ≤ 5 MB of XML files, as the interface specification asks
-                files = package_zips(files, first_seq=seqs.take(inst.ricd, _china_today(), ext="ZIP"))
+            files = large_value_reports(inst, data, first_seq=1, reveal=reveal)
+            # Numbers are taken only now that the file count is known (several XMLs when large).
+            files = renumber(files, seqs.take(inst.ricd, _china_today(), count=len(files)))
+            if len(files) > 1:  # ZIPs of ≤ 5 MB of XML files, as the interface specification asks
+                zips = package_zips(files, first_seq=1)
+                files = renumber(zips, seqs.take(inst.ricd, _china_today(), count=len(zips), ext="ZIP"))
         except ReportError as exc:
             raise ApiError(409, "report_not_possible", str(exc)) from exc
         items = [self.store.create_report(

@@ -219,6 +219,37 @@ def test_admin_jobs_detect_and_ingest(dep: Deployment, tmp_path: Path) -> None:
     bad = admin.post("/datasets/bank_a/ingest", files={"file": ("x.csv", b"", "text/csv")})
     assert bad.status_code == 400 and "empty" in bad.json()["message"]
     assert dep.client("analyst_a").post("/datasets/bank_a/detect").status_code == 403
+    # An upload lands as a job; its rows are in the dataset afterwards.
+    from tests.conftest import ROOT
+
+    before = admin.get("/datasets/bank_a").json()["transactions"]
+    xml = (ROOT / "tests" / "data" / "iso20022" / "pacs008_multi.xml").read_bytes()
+    r = admin.post("/datasets/bank_a/ingest", files={"file": ("pacs008_multi.xml", xml, "application/xml")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    for _ in range(600):
+        job = admin.get(f"/jobs/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    assert job["status"] == "succeeded", job
+    assert admin.get("/datasets/bank_a").json()["transactions"] > before
+
+
+def test_jobs_per_institution_are_limited() -> None:
+    from tianluo.api.errors import ApiError
+    from tianluo.api.service import Jobs
+
+    jobs = Jobs(store=None)
+    for _ in range(Jobs.MAX_PENDING):
+        jobs.reserve("BANK_A")
+    jobs.reserve("BANK_B")  # another institution has its own slots
+    with pytest.raises(ApiError) as exc:
+        jobs.reserve("BANK_A")
+    assert exc.value.status == 429
+    jobs.release("BANK_A")
+    jobs.reserve("BANK_A")
+    jobs.shutdown()
 
 
 def test_large_value_report_of_a_day(dep: Deployment) -> None:

@@ -109,12 +109,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
         h.setdefault("Referrer-Policy", "no-referrer")
         h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if request.url.path.startswith("/api/v1/docs"):
-            # Swagger UI is served from our own static route; it needs inline scripts.
-            h.setdefault("Content-Security-Policy", self.CSP.replace("script-src 'self'",
-                                                                      "script-src 'self' 'unsafe-inline'"))
-        else:
-            h.setdefault("Content-Security-Policy", self.CSP)
+        h.setdefault("Content-Security-Policy", self.CSP)
         if request.url.path.startswith("/api/"):
             h.setdefault("Cache-Control", "no-store")
         return response

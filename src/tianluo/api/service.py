@@ -228,27 +228,53 @@ class Jobs:
     staged-commit protocol guarantees a failed job leaves the dataset as it was.
     """
 
+    #: Jobs one institution may have queued or running at once; more answer 429. Uploads are
+    #: refused before they are stored, so a client looping on ingest cannot fill the disk.
+    MAX_PENDING = 3
+
     def __init__(self, store: Any) -> None:
         self.store = store
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tianluo-job")
+        self._pending: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, tenant: str) -> None:
+        """Take one of the institution's job slots (429 when all are taken); `submit` or `release` gives it back."""
+        with self._lock:
+            if self._pending.get(tenant, 0) >= self.MAX_PENDING:
+                raise ApiError(429, "rate_limited", f"{self.MAX_PENDING} jobs of your institution are queued or "
+                                                    "running; wait for one to finish")
+            self._pending[tenant] = self._pending.get(tenant, 0) + 1
+
+    def release(self, tenant: str) -> None:
+        with self._lock:
+            self._pending[tenant] = max(0, self._pending.get(tenant, 0) - 1)
 
     def submit(self, actor: Any, kind: str, work: Callable[[Callable[[float, str], None]], dict[str, Any]]
                ) -> dict[str, Any]:
-        job = self.store.create_job(actor, kind)
+        """Queue `work` in a slot taken with `reserve(actor.tenant)`; the slot is released when it ends."""
+        try:
+            job = self.store.create_job(actor, kind)
+        except Exception:
+            self.release(actor.tenant)
+            raise
         jid = job["id"]
 
         def progress(fraction: float, message: str) -> None:
             self.store.update_job(jid, status="running", progress=max(0.0, min(1.0, fraction)), message=message)
 
         def run() -> None:
-            progress(0.0, "started")
             try:
-                result = work(progress)
-            except Exception as exc:  # the job records every failure; the API must not die with it
-                traceback.print_exc()
-                self.store.update_job(jid, status="failed", message=f"{type(exc).__name__}: {exc}")
-                return
-            self.store.update_job(jid, status="succeeded", progress=1.0, message="done", result=result)
+                progress(0.0, "started")
+                try:
+                    result = work(progress)
+                except Exception as exc:  # the job records every failure; the API must not die with it
+                    traceback.print_exc()
+                    self.store.update_job(jid, status="failed", message=f"{type(exc).__name__}: {exc}")
+                    return
+                self.store.update_job(jid, status="succeeded", progress=1.0, message="done", result=result)
+            finally:
+                self.release(actor.tenant)
 
         self._pool.submit(run)
         return job

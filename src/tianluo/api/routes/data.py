@@ -46,7 +46,12 @@ async def ingest(
     svc = services(request)
     rec = svc.datasets.record(user.tenant, name)
     dest = svc.workspace.uploads / user.tenant / uuid.uuid4().hex / safe_name(file.filename, "upload.csv")
-    await save_upload(file, dest, MAX_INGEST)
+    svc.jobs.reserve(user.tenant)
+    try:
+        await save_upload(file, dest, MAX_INGEST)
+    except BaseException:
+        svc.jobs.release(user.tenant)
+        raise
     return svc.jobs.submit(user, "ingest", ingest_work(Path(rec["path"]), dest, format, svc.workspace.vault(name),
                                                    svc.keys))
 
@@ -55,6 +60,7 @@ async def ingest(
 def detect(name: str, request: Request, user: Annotated[Any, Depends(Guard("datasets.write"))]) -> dict[str, Any]:
     svc = services(request)
     ds = svc.datasets.open(user.tenant, name)
+    svc.jobs.reserve(user.tenant)
     return svc.jobs.submit(user, "detect", detect_work(store(request), name, ds.root, user))
 
 

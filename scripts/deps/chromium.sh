@@ -12,7 +12,8 @@ fi
 [ -z "$need" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
+    # never prompt: the tests call this non-interactively (and skip, or fail under CI, without it)
+    SUDO="sudo -n"
 else
     SUDO=""
 fi

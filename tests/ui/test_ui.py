@@ -32,6 +32,10 @@ def api(server: Server, user: str, method: str, path: str, body: Any = None) -> 
     return call(method, path, body, token)
 
 
+def n_alerts(n: int) -> str:
+    return f"{n:,} alert" if n == 1 else f"{n:,} alerts"
+
+
 def scores(page: Any) -> list[float]:
     return [float(s) for s in page.locator("[data-testid=alert-row] [data-testid=score]").all_inner_texts()]
 
@@ -59,7 +63,7 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     expect(rows.first).to_be_visible()
     total = api(ui_server, "li.na", "GET", "/alerts?status=in_case&page_size=1")["total"]
     assert total > 0
-    expect(page.get_by_test_id("alert-total")).to_have_text(f"{total:,} alerts")
+    expect(page.get_by_test_id("alert-total")).to_have_text(n_alerts(total))
     s = scores(page)
     assert len(s) == min(50, total) and s == sorted(s, reverse=True)
     top = rows.first
@@ -137,7 +141,7 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     assert int(stats.get_attribute("data-edges")) > first_txns
     expect(page.get_by_test_id("trace-steps").locator("li").first).to_contain_text("Trace")
     expect(page.get_by_test_id("flow-graph")).to_be_visible()
-    analyst.shot("trace", doc=True)
+    analyst.shot("trace", doc=True, full_page=True)
     with page.expect_download() as dl:
         page.get_by_test_id("export-csv").click()
     csv_lines = dl.value.path().read_text(encoding="utf-8-sig").strip().splitlines()
@@ -148,7 +152,7 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     with page.expect_download() as dl:
         page.get_by_test_id("export-png").click()
     assert dl.value.path().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    analyst.shot("sankey", doc=True)
+    analyst.shot("sankey", doc=True, full_page=True)
     # the time slider hides transactions outside the range
     page.get_by_test_id("range-hi").fill("0")
     expect(stats).not_to_have_attribute("data-edges", str(len(csv_lines) - 1))
@@ -159,7 +163,7 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     rows = page.get_by_test_id("alert-row")
     expect(rows.first).to_be_visible()
     listed = api(ui_server, "li.na", "GET", "/alerts?status=in_case&report_kind=suspicious&page_size=50")
-    expect(page.get_by_test_id("alert-total")).to_have_text(f"{listed['total']:,} alerts")
+    expect(page.get_by_test_id("alert-total")).to_have_text(n_alerts(listed["total"]))
     index, victim_id = next((i, a["alert_id"]) for i, a in enumerate(listed["items"]) if a["case_id"] != case_id)
     for _ in range(index):
         page.keyboard.press("j")
@@ -172,8 +176,8 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     expect(dialog.get_by_role("alert")).to_have_text("Give a reason of at least 5 characters.")
     dialog.locator("textarea[name=reason]").fill("Salary of a known employer, checked with the branch")
     page.get_by_test_id("fp-submit").click()
-    expect(page.get_by_test_id("toast").first).to_have_text("1 alerts closed as false positive")
-    expect(page.get_by_test_id("alert-total")).to_have_text(f"{listed['total'] - 1:,} alerts")
+    expect(page.get_by_test_id("toast").first).to_have_text("1 alert closed as false positive")
+    expect(page.get_by_test_id("alert-total")).to_have_text(n_alerts(listed["total"] - 1))
     expect(page.locator(f"[data-alert-id='{victim_id}']")).to_have_count(0)
     page.goto(ui_server.base + f"/alerts/{victim_id}")
     expect(page.locator(".badge[data-status=closed_fp]")).to_have_text("False positive")
@@ -327,3 +331,52 @@ def test_dashboards_show_the_queue_figures(session_factory: Any, ui_server: Serv
         expect(page.get_by_test_id("dash-top").locator("tbody tr").first).to_contain_text(top[0]["subject_id"])
     page.get_by_test_id("dash-detectors").locator("summary").click()
     s.shot("dashboard", doc=True, full_page=True)
+
+
+def test_loading_states_and_error_messages(session_factory: Any, ui_server: Server) -> None:
+    s = session_factory()
+    page = s.login("li.na")
+    expect(page.get_by_test_id("alert-row").first).to_be_visible()
+
+    # a slow answer: the queue says it is loading until the alerts arrive
+    held: list[Any] = []
+    page.route(re.compile(r"/api/v1/alerts\?"), lambda route: held.append(route))
+    page.goto(ui_server.base + "/alerts?status=open")
+    expect(page.get_by_role("status")).to_have_text("Loading…")
+    expect(page.get_by_test_id("alert-row")).to_have_count(0)
+    for _ in range(100):  # the route handler runs while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the queue asked for no alerts"
+    for route in held:
+        route.continue_()
+    page.unroute(re.compile(r"/api/v1/alerts\?"))
+    expect(page.get_by_test_id("alert-row").first).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)
+
+    # a server error is said in words, with the server's message and a retry that works
+    page.route(re.compile(r"/api/v1/alerts\?"), lambda route: route.fulfill(
+        status=500, content_type="application/json",
+        body=json.dumps({"error": "internal", "message": "database is locked"})))
+    page.reload()
+    error = page.get_by_test_id("error")
+    expect(error).to_contain_text("Server error")
+    expect(error).to_contain_text("database is locked")
+    page.unroute(re.compile(r"/api/v1/alerts\?"))
+    error.get_by_role("button", name="Retry").click()
+    expect(page.get_by_test_id("alert-row").first).to_be_visible()
+    expect(page.get_by_test_id("error")).to_have_count(0)
+
+    # no connection
+    page.route(re.compile(r"/api/v1/alerts\?"), lambda route: route.abort())
+    page.reload()
+    expect(page.get_by_test_id("error")).to_contain_text("The server cannot be reached")
+    page.unroute(re.compile(r"/api/v1/alerts\?"))
+
+    # something that does not exist, in Chinese too
+    page.goto(ui_server.base + "/alerts/no-such-alert")
+    expect(page.get_by_test_id("error")).to_contain_text("Not found")
+    page.get_by_test_id("lang-switch").get_by_role("button", name="中文").click()
+    expect(page.get_by_test_id("error")).to_contain_text("未找到")
+    page.get_by_test_id("lang-switch").get_by_role("button", name="EN").click()

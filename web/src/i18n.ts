@@ -42,11 +42,17 @@ export function setLang(l: Lang): void {
   lang.value = l
 }
 
-/** The label for `key`, with `{name}` placeholders filled from `params`. */
+/**
+ * The label for `key`, with `{name}` placeholders filled from `params`; `{name:one|many}` picks
+ * the English singular or plural by the number `name` ("{n} {n:alert|alerts}").
+ */
 export function t(key: MessageKey, params?: Record<string, string | number>): string {
   const dict = lang.value === 'zh' ? zh : en
   let s: string = dict[key] ?? en[key] ?? key
   if (params) {
+    s = s.replace(/\{(\w+):([^|{}]*)\|([^{}]*)\}/g, (_m, k: string, one: string, many: string) =>
+      Number(params[k]) === 1 ? one : many,
+    )
     for (const [k, v] of Object.entries(params)) s = s.split(`{${k}}`).join(String(v))
   }
   return s

@@ -269,6 +269,13 @@ def test_language_switch_and_chinese_glyphs(session_factory: Any, ui_server: Ser
     )
     assert distinct, "Chinese characters render as identical boxes: no CJK font"
     s.shot("queue-zh", doc=True)
+    # rules write each reason in both languages: the Chinese reader gets the Chinese one (and the
+    # rule's provenance line), not the English
+    page.goto(ui_server.base + "/alerts?status=in_case&detector=rapid_in_out")
+    reasons = page.get_by_test_id("alert-row").first.get_by_test_id("reasons")
+    expect(reasons.locator("li").first).to_contain_text("内转入")
+    expect(reasons).not_to_contain_text(" in and ")
+    expect(reasons.locator("li").nth(1)).to_contain_text("STCR TL-S-002")
 
     page.get_by_test_id("lang-switch").get_by_role("button", name="EN").click()
     expect(page.get_by_role("heading", name="Alert queue")).to_be_visible()

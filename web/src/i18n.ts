@@ -85,16 +85,17 @@ function cjkShare(s: string): number {
  * Rules write each reason in English and Chinese, then a provenance line; miners write English.
  * Show the reasons in the reader's language where both exist, and everything otherwise.
  */
+const PROVENANCE = /^STCR \S+: rule /
+
 export function localizedReasons(reasons: string[] | null | undefined): string[] {
   const rs = reasons ?? []
-  const chinese = rs.filter((r) => cjkShare(r) > 0.3)
-  const other = rs.filter((r) => cjkShare(r) <= 0.3)
+  const texts = rs.filter((r) => !PROVENANCE.test(r))
+  const chinese = texts.filter((r) => cjkShare(r) > 0.3)
+  const other = texts.filter((r) => cjkShare(r) <= 0.3)
   if (!chinese.length || !other.length) return rs
-  if (lang.value === 'zh') {
-    // keep the Chinese texts and provenance lines that mention the rule's Chinese name
-    return rs.filter((r) => cjkShare(r) > 0)
-  }
-  return other
+  // the texts in the reader's language, then the provenance line ("STCR …: rule … (中文名)")
+  const keep = new Set(lang.value === 'zh' ? chinese : other)
+  return rs.filter((r) => keep.has(r) || PROVENANCE.test(r))
 }
 
 /**

@@ -100,3 +100,26 @@ def test_simulate_detect_rerun_alerts(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "score" in listed.stdout
     bad = tianluo("detect", str(ds), "--only", "magic")
     assert bad.returncode == 2 and "unknown kind" in bad.stderr
+    # Follow the money from an alerted account: paths printed, the graph and the CSV written.
+    import duckdb
+
+    con = duckdb.connect(str(ds / "catalog.duckdb"), read_only=True)
+    account = con.execute("SELECT accounts[1] FROM alerts WHERE typology IS NOT NULL "
+                          "ORDER BY score DESC, alert_id LIMIT 1").fetchall()[0][0]
+    con.close()
+    out = tmp_path / "trace.json"
+    t = tianluo("trace", str(ds), "--account", account, "--max-hops", "4", "--min-amount", "0",
+                "--json", str(out), "--csv", str(tmp_path / "trace.csv"))
+    assert t.returncode == 0, t.stderr
+    assert "forward trace from" in t.stdout and "Paths" in t.stdout
+    graph = json.loads(out.read_text())
+    assert graph["edges"] and all(e["traced"] <= e["amount"] + 1e-6 for e in graph["edges"])
+    assert max(e["hop"] for e in graph["edges"]) <= 4
+    assert len((tmp_path / "trace.csv").read_text().strip().splitlines()) == len(graph["edges"]) + 1
+    first = graph["edges"][0]["txn_id"]
+    back = tianluo("trace", str(ds), "--txn", first, "--direction", "backward", "--method", "proportional")
+    assert back.returncode == 0 and "backward trace from" in back.stdout, back.stderr
+    both = tianluo("trace", str(ds), "--account", account, "--txn", first)
+    assert both.returncode == 2 and "exactly one" in both.stderr
+    top = tianluo("trace", str(ds), "--alert", "top", "--paths", "3")
+    assert top.returncode == 0 and "(alert top," in top.stdout, top.stderr

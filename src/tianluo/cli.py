@@ -411,6 +411,87 @@ def alerts(
     console.print(tab)
 
 
+@app.command("trace")
+def trace_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    account: Annotated[str | None, typer.Option(help="Trace from this account's payments (or receipts).")] = None,
+    txn: Annotated[str | None, typer.Option("--txn", help="Trace from this one transaction.")] = None,
+    alert: Annotated[str | None, typer.Option(help="Trace from an alert's first account over the alert's "
+                                                   "time span (an alert id, or `top` for the highest score).")
+                     ] = None,
+    direction: Annotated[str, typer.Option(help="forward (where it went) or backward (where it came from).")
+                         ] = "forward",
+    method: Annotated[str, typer.Option(help="Amount attribution: fifo or proportional.")] = "fifo",
+    start_time: Annotated[str | None, typer.Option(help="Start transactions from (ISO time, UTC if naive).")] = None,
+    end_time: Annotated[str | None, typer.Option(help="Start transactions until (ISO time).")] = None,
+    max_hops: Annotated[int, typer.Option(min=1, max=20, help="Longest chain (the start counts as hop 1).")] = 6,
+    hop_window: Annotated[str, typer.Option(help="Each hop within this long after the money arrived.")] = "72h",
+    min_amount: Annotated[float, typer.Option(min=0, help="Smallest traced CNY a hop must carry.")] = 100.0,
+    paths: Annotated[int, typer.Option(min=0, max=100, help="Ranked paths to print.")] = 10,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the traced transactions as CSV here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole trace (graph + paths) here.")
+                        ] = None,
+) -> None:
+    """Follow the money from an account or a transaction: ranked paths to sinks, amounts attributed.
+
+    Paths end at cash-outs, cross-border payments, other banks and accounts with alerts
+    (the dataset's alerts). See docs/trace.md for the attribution rules.
+    """
+    from tianluo.trace import TraceIndex, trace
+
+    if sum(x is not None for x in (account, txn, alert)) != 1:
+        _fail("give exactly one of --account, --txn or --alert")
+    if direction not in ("forward", "backward") or method not in ("fifo", "proportional"):
+        _fail("--direction is forward or backward; --method is fifo or proportional")
+    ds = _open(dataset)
+    con = ds.connect()
+    try:
+        if alert is not None:
+            if not ds.files("alerts"):
+                _fail(f"{dataset} has no alerts yet; run `tianluo detect {dataset}` first")
+            q = ("SELECT accounts[1], ts_start, ts_end FROM alerts WHERE report_kind = 'suspicious' "
+                 "AND len(accounts) > 0 ORDER BY score DESC, alert_id LIMIT 1" if alert == "top" else
+                 "SELECT accounts[1], ts_start, ts_end FROM alerts WHERE alert_id = ? AND len(accounts) > 0")
+            row = con.execute(q, [] if alert == "top" else [alert]).fetchone()
+            if row is None:
+                _fail(f"no alert {alert!r} with an account in {dataset}")
+            account = row[0]
+            start_time = start_time or row[1].isoformat()
+            end_time = end_time or row[2].isoformat()
+        alerted = [r[0] for r in con.execute(
+            "SELECT DISTINCT unnest(accounts) FROM alerts WHERE report_kind = 'suspicious'").fetchall()] \
+            if ds.files("alerts") else []
+    finally:
+        con.close()
+    try:
+        result = trace(TraceIndex.build(ds, cache=True), account, txn, direction=direction,  # type: ignore[arg-type]
+                       method=method, start_time=start_time, end_time=end_time,  # type: ignore[arg-type]
+                       max_hops=max_hops, hop_window=hop_window, min_amount=min_amount, alerted=alerted,
+                       max_paths=max(paths, 1))
+    except (ValueError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
+    sm = result.summary
+    sinks = ", ".join(f"{k} ¥{v:,.2f}" for k, v in (sm.get("sinks") or {}).items() if v)
+    origin = escape(account or txn or "") + (f" (alert {escape(alert)}, {start_time} – {end_time})" if alert else "")
+    limits = "".join(f"; {label} ¥{sm[k]:,.2f}" for k, label in (
+        ("held", "still held"), ("origin", "at the origin"), ("max_hops", "stopped by the hop limit"),
+        ("dropped", "below the limits"), ("unexplained", "of unexplained origin")) if isinstance(sm.get(k), float))
+    console.print(f"[bold]{direction} trace[/] from {origin}: ¥{sm['start_amount']:,.2f} traced over "
+                  f"{sm['transactions']} transactions and {sm['accounts']} accounts; ends: {sinks or 'none'}{limits}")
+    tab = Table(title="Paths (most traced money first)", title_justify="left")
+    for col in ("#", "¥ traced", "hops", "ends", "accounts"):
+        tab.add_column(col)
+    for i, p in enumerate(result.paths[:paths], 1):
+        tab.add_row(str(i), f"{p.amount:,.2f}", str(len(p.txn_ids)), p.end, escape(" → ".join(p.accounts)))
+    console.print(tab)
+    if csv_out:
+        result.edges_csv(csv_out)
+        console.print(f"transactions written to {csv_out}")
+    if json_out:
+        json_out.write_text(result.to_json(), encoding="utf-8")
+        console.print(f"trace written to {json_out}")
+
+
 def _metrics_table(title: str, m: dict[str, Any]) -> Table:
     tab = Table(title=title, title_justify="left")
     tab.add_column("metric")

@@ -16,18 +16,19 @@ DEMO_PORT     ?= 8000
 WS            := $(DEMO)/workspace
 demo: $(VENV)/.installed web
 	rm -rf $(DEMO)
-	$(BIN)/tianluo workspace init $(WS) --tenant DEMO_BANK --name "天罗示范银行 Tianluo Demo Bank" --ricd C1000000000001
+	$(BIN)/tianluo workspace init $(WS) --tenant DEMO_BANK --name "天罗示范银行 Tianluo Demo Bank" --ricd C1000000000001 \
+	    --goaml-rentity-id 1000
 	$(BIN)/tianluo simulate --out $(DEMO)/source --transactions 300000 --persons 20000 \
 	    --enterprises 2000 --days 90 --seed 7 --dataset $(DEMO)/dataset --vault $(WS)/vaults/demo.sqlite
 	$(BIN)/tianluo workspace add-dataset $(WS) demo $(DEMO)/dataset --tenant DEMO_BANK --no-sync
 	$(BIN)/tianluo detect $(DEMO)/dataset --workspace $(WS)
-	@for u in analyst:analyst senior:senior admin:admin auditor:auditor; do \
+	@for u in analyst:analyst senior:senior admin:admin auditor:auditor supervisor:supervisor; do \
 	    echo "$(DEMO_PASSWORD)" | $(BIN)/tianluo workspace add-user $(WS) $${u%%:*} --role $${u##*:} \
 	        --tenant DEMO_BANK --password-stdin; done
 	@if [ -d ../shared/data/amlsim-sample ]; then \
 	    $(BIN)/tianluo ingest ../shared/data/amlsim-sample --dataset $(DEMO)/amlsim-dataset; fi
 	$(BIN)/tianluo info $(DEMO)/dataset
-	@echo "Users analyst, senior, admin, auditor; password: $(DEMO_PASSWORD) (demo only)"
+	@echo "Users analyst, senior, admin, auditor, supervisor; password: $(DEMO_PASSWORD) (demo only)"
 	@if [ "$(DEMO_SERVE)" = 1 ]; then $(BIN)/tianluo serve --workspace $(WS) --port $(DEMO_PORT); fi
 
 # The whole test suite (what .ci/run calls).

@@ -138,3 +138,48 @@ def test_damaged_sources_load_or_fail_cleanly(fmt: str, tmp_path_factory: pytest
 
     run()
     assert outcomes["loaded"] + outcomes["refused"] == 25
+
+
+_REPORT_SEEDS = [
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<PSTR><RBIF><RINM>x</RINM></RBIF><CTIF/></PSTR>\n',
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<HVTR><RBIF/><CATIs><CATI/></CATIs></HVTR>\n',
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<report><rentity_id>1</rentity_id><transaction/></report>\n',
+]
+
+
+@given(seed=st.sampled_from(_REPORT_SEEDS), edits=st.lists(_edit, max_size=4), zipped=st.booleans())
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+def test_report_validator_never_crashes(seed: bytes, edits: list[tuple[str, float, int, bytes]], zipped: bool) -> None:
+    """`tianluo report validate` reads files from outside: any bytes give a result or a ReportError."""
+    import io
+    import zipfile
+
+    from tianluo.report import ReportError, validate_report
+
+    content = _damage(seed, edits)
+    if zipped:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("NBSC1234567890123-20240101-00000001.XML", content)
+        content = buf.getvalue()
+    try:
+        result = validate_report(content)
+    except ReportError as exc:
+        assert str(exc)
+        return
+    assert isinstance(result.valid, bool)
+
+
+def test_report_validator_resolves_no_external_entity(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE")
+    xxe = (f'<?xml version="1.0"?><!DOCTYPE PSTR [<!ENTITY x SYSTEM "file://{secret}">]>'
+           "<PSTR><RBIF><RINM>&x;</RINM></RBIF></PSTR>").encode()
+    from tianluo.report import ReportError, validate_report
+
+    try:
+        result = validate_report(xxe)
+    except ReportError as exc:
+        assert "TOP-SECRET-VALUE" not in str(exc)
+        return
+    assert not result.valid and "TOP-SECRET-VALUE" not in " ".join(result.errors)

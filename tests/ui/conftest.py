@@ -167,7 +167,10 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @pytest.fixture(scope="session")
 def browser(ui_server: Server) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # what the page shows is waited for, never timed: a slow machine only waits longer
+    expect.set_options(timeout=20_000)
 
     # Playwright gives every launch a fresh, empty profile of its own (it refuses --user-data-dir).
     with sync_playwright() as pw:

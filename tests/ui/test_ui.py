@@ -220,6 +220,8 @@ def test_investigation_flow(session_factory: Any, ui_server: Server) -> None:
     senior = session_factory()
     page2 = senior.login("wang.wei")
     page2.goto(ui_server.base + "/reports")
+    expect(page2.get_by_test_id("report-row").first).to_be_visible()
+    senior.shot("reports")
     row = page2.get_by_test_id("report-table").locator(f"[data-testid=report-row][data-report-id='{report_id}']")
     expect(row).to_contain_text("li.na")
     expect(row.get_by_role("link")).to_have_text(str(case_id))
@@ -345,6 +347,15 @@ def test_dashboards_show_the_queue_figures(session_factory: Any, ui_server: Serv
         expect(page.get_by_test_id("dash-top").locator("tbody tr").first).to_contain_text(top[0]["subject_id"])
     page.get_by_test_id("dash-detectors").locator("summary").click()
     s.shot("dashboard", doc=True, full_page=True)
+
+    # the case list: every case of the institution, riskiest first
+    page.get_by_role("link", name="Cases").click()
+    cases = api(ui_server, "wang.wei", "GET", "/cases?page_size=50")
+    expect(page.get_by_test_id("case-total")).to_have_text(
+        f"{cases['total']:,} case" if cases["total"] == 1 else f"{cases['total']:,} cases")
+    expect(page.get_by_test_id("case-row")).to_have_count(min(cases["total"], len(cases["items"])))
+    expect(page.get_by_test_id("case-row").first).to_contain_text(cases["items"][0]["subject_id"])
+    s.shot("cases")
 
 
 def test_loading_states_and_error_messages(session_factory: Any, ui_server: Server) -> None:

@@ -236,6 +236,20 @@ def test_admin_jobs_detect_and_ingest(dep: Deployment, tmp_path: Path) -> None:
     assert admin.get("/datasets/bank_a").json()["transactions"] > before
 
 
+def test_active_queue_is_one_sorted_page_of_several_states(dep: Deployment) -> None:
+    c = dep.client("analyst_a")
+    both = c.get("/alerts", params={"status": "open,in_case", "page_size": 500}).json()
+    one = [c.get("/alerts", params={"status": s, "page_size": 500}).json() for s in ("open", "in_case")]
+    assert both["total"] == one[0]["total"] + one[1]["total"]
+    assert {a["status"] for a in both["items"]} <= {"open", "in_case"}
+    scores = [a["score"] for a in both["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert c.get("/alerts", params={"status": "open,nonsense"}).status_code == 422
+    case = c.get(f"/cases/{_top_case_alert(c)['case_id']}").json()
+    assert case["can_draft_report"] == (case["status"] in ("escalated", "report_drafted"))
+    assert dep.client("auditor_a").get(f"/cases/{case['case_id']}").json()["can_draft_report"] is False
+
+
 def test_jobs_per_institution_are_limited() -> None:
     from tianluo.api.errors import ApiError
     from tianluo.api.service import Jobs

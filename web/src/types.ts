@@ -150,6 +150,7 @@ export interface CaseDetail extends CaseSummary {
   evidence: Evidence[]
   reports: Report[]
   allowed_transitions: string[]
+  can_draft_report: boolean
   decisions: Decision[]
 }
 

@@ -120,7 +120,7 @@ class CaseworkMixin(QueueMixin):
         """A case with its alerts, notes, evidence (metadata), reports, decisions and `allowed_transitions`.
 
         `allowed_transitions` lists what `viewer` may do now through `transition()` (empty
-        when only a tenant id is given).
+        when only a tenant id is given); `can_draft_report` whether they may draft a report now.
         """
         t = tenant_of(viewer)
         now = self.now()
@@ -143,6 +143,10 @@ class CaseworkMixin(QueueMixin):
                                  "at": d.at} for d in s.execute(select(DecisionRow).where(
                                      DecisionRow.case_id == case.id).order_by(DecisionRow.id)).scalars()]
             out["allowed_transitions"] = self._allowed(s, case, viewer) if isinstance(viewer, User) else []
+            # Drafting is not a transition() (create_report takes the case to report_drafted), so
+            # the UI learns from this flag whether to offer it; the same rule as create_report's.
+            out["can_draft_report"] = (isinstance(viewer, User) and viewer.role in CASE_WORKERS
+                                       and case.status in ("escalated", "report_drafted"))
             return out
 
     def allowed_transitions(self, viewer: User, case_id: int | str) -> list[str]:

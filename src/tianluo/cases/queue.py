@@ -320,7 +320,7 @@ class QueueMixin(StoreBase):
         tenant: User | str,
         *,
         dataset: str | None = None,
-        status: str | None = None,
+        status: str | list[str] | tuple[str, ...] | None = None,
         typology: str | None = None,
         detector: str | None = None,
         kind: str | None = None,
@@ -342,18 +342,23 @@ class QueueMixin(StoreBase):
 
         Dates are Beijing calendar days on `ts_end` (both ends inclusive); `assignee` is a
         user name, `"me"` (needs a User as `tenant`) or `"none"`; `q` matches a substring of
-        the subject id or party id.
+        the subject id or party id; `status` is one state or several (the "active" queue is
+        open + in_case, paged and sorted together).
         """
         t = tenant_of(tenant)
         if sort not in ALERT_SORTS:
             raise Invalid(f"sort {sort!r}: use one of {', '.join(ALERT_SORTS)}")
-        if status is not None and status not in ALERT_STATES:
-            raise Invalid(f"alert status {status!r}: use one of {', '.join(ALERT_STATES)}")
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        for st in statuses:
+            if st not in ALERT_STATES:
+                raise Invalid(f"alert status {st!r}: use one of {', '.join(ALERT_STATES)}")
         offset, limit = page_bounds(page, page_size)
         conds: list[Any] = [AlertRow.tenant == t]
         if dataset is not None:
             conds.append(DatasetRow.name == dataset)
-        for col, value in ((AlertRow.status, status), (AlertRow.typology, typology), (AlertRow.detector, detector),
+        if statuses:
+            conds.append(AlertRow.status.in_(statuses))
+        for col, value in ((AlertRow.typology, typology), (AlertRow.detector, detector),
                            (AlertRow.kind, kind), (AlertRow.report_kind, report_kind)):
             if value is not None:
                 conds.append(col == value)

@@ -13,7 +13,9 @@ from tianluo.api.security import Guard
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 Sort = Literal["-score", "score", "-ts_end", "ts_end", "-amount_cny", "amount_cny"]
-Status = Literal["open", "in_case", "closed_fp", "suppressed"]
+_STATE = "(open|in_case|closed_fp|suppressed)"
+Status = Annotated[str | None, Query(pattern=f"^{_STATE}(,{_STATE}){{0,3}}$", max_length=60,
+                                     description="one state, or several separated by commas (open,in_case)")]
 
 
 @router.get("", summary="The alert queue (ranked by score by default)")
@@ -21,7 +23,7 @@ def list_alerts(
     request: Request,
     user: Annotated[Any, Depends(Guard("alerts.read"))],
     dataset: Annotated[str | None, Query(max_length=200)] = None,
-    status: Status | None = None,
+    status: Status = None,
     typology: Annotated[str | None, Query(max_length=100)] = None,
     detector: Annotated[str | None, Query(max_length=200)] = None,
     kind: Literal["rule", "miner", "model"] | None = None,
@@ -40,7 +42,8 @@ def list_alerts(
 ) -> dict[str, Any]:
     if assignee == "me":
         assignee = user.username
-    filters = {"dataset": dataset, "status": status, "typology": typology, "detector": detector, "kind": kind,
+    filters = {"dataset": dataset, "status": status.split(",") if status else None, "typology": typology,
+               "detector": detector, "kind": kind,
                "report_kind": report_kind, "min_score": min_score, "max_score": max_score, "date_from": date_from,
                "date_to": date_to, "min_amount": min_amount, "max_amount": max_amount, "assignee": assignee, "q": q}
     items, total = store(request).list_alerts(user.tenant, sort=sort, page=page_no, page_size=page_size,

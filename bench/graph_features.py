@@ -10,8 +10,9 @@ Then the latency of scoring one transaction at a time (`OnlineGraphState.update`
 check that it equals the batch features. Minority-class F1 of a model on these features is
 `bench/detection.py`'s job; it reuses the data and configurations defined here.
 
-Datasets: `../shared/data/amlsim-sample` and a simulated set of `--rows` transactions
-(generated once into `--workdir` and reused). Snap ML is run on at most `--snap-max-rows`
+Datasets: `amlsim` (`../shared/data/amlsim-sample`), `bank300k` (a simulated bank of 300,000
+transactions over 90 days) and `sim`, a simulated set of `--rows` transactions (both generated
+once into `--workdir` and reused). Snap ML is run on at most `--snap-max-rows`
 leading rows of a dataset (its cost grows with the square of a hub's edges in a window);
 Tianluo is timed on those rows too, and the ratio is taken on them.
 

@@ -27,17 +27,19 @@ DATA = ROOT / "tests" / "data"
 FX = FxTable.load()
 TOKENIZER = Tokenizer(bytes(range(32)))
 
-# One edit: (kind, position as a fraction of the file, length, random bytes).
+# One edit: (kind, position in thousandths of the file, length, random bytes). Integers, not
+# floats: a library loaded earlier in the suite sets flush-to-zero, which Hypothesis' float
+# strategies refuse to run under.
 _edit = st.tuples(st.sampled_from(["flip", "insert", "delete", "dup_line", "truncate"]),
-                  st.floats(0, 1), st.integers(1, 64), st.binary(min_size=1, max_size=16))
+                  st.integers(0, 1000), st.integers(1, 64), st.binary(min_size=1, max_size=16))
 
 
-def _damage(data: bytes, edits: list[tuple[str, float, int, bytes]]) -> bytes:
+def _damage(data: bytes, edits: list[tuple[str, int, int, bytes]]) -> bytes:
     buf = bytearray(data)
     for kind, where, n, junk in edits:
         if not buf:
             break
-        i = min(int(where * len(buf)), len(buf) - 1)
+        i = min(where * len(buf) // 1000, len(buf) - 1)
         if kind == "flip":
             for k in range(i, min(i + n, len(buf))):
                 buf[k] ^= junk[k % len(junk)] or 0xFF
@@ -114,7 +116,7 @@ def test_damaged_sources_load_or_fail_cleanly(fmt: str, tmp_path_factory: pytest
     @given(which=st.sampled_from(files), edits=st.lists(_edit, min_size=1, max_size=4))
     @settings(max_examples=25, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    def run(which: str, edits: list[tuple[str, float, int, bytes]]) -> None:
+    def run(which: str, edits: list[tuple[str, int, int, bytes]]) -> None:
         root = tmp_path_factory.mktemp(f"fuzz-{fmt}")
         path = build(root / "src")  # type: ignore[operator]
         folder = path if path.is_dir() else path.parent
@@ -149,7 +151,7 @@ _REPORT_SEEDS = [
 
 @given(seed=st.sampled_from(_REPORT_SEEDS), edits=st.lists(_edit, max_size=4), zipped=st.booleans())
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-def test_report_validator_never_crashes(seed: bytes, edits: list[tuple[str, float, int, bytes]], zipped: bool) -> None:
+def test_report_validator_never_crashes(seed: bytes, edits: list[tuple[str, int, int, bytes]], zipped: bool) -> None:
     """`tianluo report validate` reads files from outside: any bytes give a result or a ReportError."""
     import io
     import zipfile

@@ -204,16 +204,21 @@ def test_trace_endpoint_and_csv(dep: Deployment) -> None:
     assert len(csv.text.strip().splitlines()) == len(t["edges"]) + 1
 
 
+def _finished(client: httpx.Client, job: dict) -> dict:
+    """Poll a background job until it ends (bounded: a stuck job fails the test, not the suite)."""
+    for _ in range(600):
+        job = client.get(f"/jobs/{job['id']}").json()
+        if job["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    return job
+
+
 def test_admin_jobs_detect_and_ingest(dep: Deployment, tmp_path: Path) -> None:
     admin = dep.client("admin_a")
     r = admin.post("/datasets/bank_a/detect")
     assert r.status_code == 202
-    job = r.json()
-    for _ in range(600):
-        job = admin.get(f"/jobs/{job['id']}").json()
-        if job["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.5)
+    job = _finished(admin, r.json())
     assert job["status"] == "succeeded", job
     assert job["result"]["new_alerts"] == 0  # same data, same detectors: nothing new
     bad = admin.post("/datasets/bank_a/ingest", files={"file": ("x.csv", b"", "text/csv")})
@@ -226,12 +231,7 @@ def test_admin_jobs_detect_and_ingest(dep: Deployment, tmp_path: Path) -> None:
     xml = (ROOT / "tests" / "data" / "iso20022" / "pacs008_multi.xml").read_bytes()
     r = admin.post("/datasets/bank_a/ingest", files={"file": ("pacs008_multi.xml", xml, "application/xml")})
     assert r.status_code == 202, r.text
-    job = r.json()
-    for _ in range(600):
-        job = admin.get(f"/jobs/{job['id']}").json()
-        if job["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.5)
+    job = _finished(admin, r.json())
     assert job["status"] == "succeeded", job
     assert admin.get("/datasets/bank_a").json()["transactions"] > before
 

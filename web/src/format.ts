@@ -90,3 +90,8 @@ export function shortId(id: string | null | undefined, keep = 10): string {
 export function caseLabel(id: string | number | null | undefined): string {
   return id === null || id === undefined ? '—' : `#${id}`
 }
+
+/** Text made safe for the HTML that ECharts tooltips render (data values never become markup). */
+export function esc(v: unknown): string {
+  return String(v ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}

@@ -55,13 +55,17 @@ class CaseworkMixin(QueueMixin):
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _case(self, s: Session, tenant: str, case_id: int | str, *, lock: bool = False) -> CaseRow:
-        cid = parse_id(case_id, "case")
-        q = select(CaseRow).where(CaseRow.id == cid, CaseRow.tenant == tenant)
+    @staticmethod
+    def _owned(s: Session, model: Any, label: str, tenant: str, ident: int | str, lock: bool) -> Any:
+        """Row `ident` of `model` if it belongs to `tenant`; another tenant's ids are simply not found."""
+        q = select(model).where(model.id == parse_id(ident, label), model.tenant == tenant)
         row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"no case {case_id!r}")
+            raise NotFound(f"no {label} {ident!r}")
         return row
+
+    def _case(self, s: Session, tenant: str, case_id: int | str, *, lock: bool = False) -> CaseRow:
+        return self._owned(s, CaseRow, "case", tenant, case_id, lock)
 
     def list_cases(
         self,
@@ -462,12 +466,7 @@ class CaseworkMixin(QueueMixin):
             return report_dict(rep, ds_row.name, now)
 
     def _report(self, s: Session, tenant: str, report_id: int | str, *, lock: bool = False) -> ReportRow:
-        rid = parse_id(report_id, "report")
-        q = select(ReportRow).where(ReportRow.id == rid, ReportRow.tenant == tenant)
-        row = s.execute(q.with_for_update() if lock else q).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"no report {report_id!r}")
-        return row
+        return self._owned(s, ReportRow, "report", tenant, report_id, lock)
 
     def _report_case(self, s: Session, rep: ReportRow) -> CaseRow | None:
         return s.get(CaseRow, rep.case_id) if rep.case_id is not None else None

@@ -38,7 +38,8 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 PASSWORD = "tianluo-ui-test-2026"
-USERS = {"li.na": ("analyst", "李娜"), "wang.wei": ("senior", "王伟"), "zhao.min": ("senior", "赵敏")}
+USERS = {"li.na": ("analyst", "李娜"), "wang.wei": ("senior", "王伟"), "zhao.min": ("senior", "赵敏"),
+         "chen.jie": ("supervisor", "陈杰")}
 VIEWPORT = {"width": 1366, "height": 768}
 
 
@@ -129,6 +130,13 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
           "--vault", str(ws / "vaults" / "bank.sqlite")], env)
     _run([*cli, "workspace", "add-dataset", str(ws), "bank", str(ds), "--tenant", "BANK_A", "--no-sync"], env)
     _run([*cli, "detect", str(ds), "--only", "rule,miner", "--workspace", str(ws)], env)
+    # A second institution, so the supervisor's view has more than one row.
+    _run([*cli, "workspace", "add-tenant", str(ws), "BANK_B", "--name", "乙银行", "--ricd", "C9999999999999"], env)
+    _run([*cli, "simulate", "--out", str(root / "source_b"), "--transactions", "3000", "--persons", "300",
+          "--enterprises", "30", "--days", "20", "--seed", "8", "--dataset", str(root / "bank_b")], env)
+    _run([*cli, "workspace", "add-dataset", str(ws), "bank_b", str(root / "bank_b"), "--tenant", "BANK_B",
+          "--no-sync"], env)
+    _run([*cli, "detect", str(root / "bank_b"), "--only", "rule,miner", "--workspace", str(ws)], env)
     for user, (role, display) in USERS.items():
         _run([*cli, "workspace", "add-user", str(ws), user, "--role", role, "--tenant", "BANK_A",
               "--display-name", display, "--password-stdin"], env, stdin=PASSWORD + "\n")
@@ -195,12 +203,12 @@ class Session:
         self.page.goto(self.server.base + path)
         return self.page
 
-    def login(self, user: str, password: str = PASSWORD) -> Any:
+    def login(self, user: str, password: str = PASSWORD, *, lands: str = "**/alerts**") -> Any:
         page = self.goto("/login")
         page.fill("input[name=username]", user)
         page.fill("input[name=password]", password)
         page.click("button[type=submit]")
-        page.wait_for_url("**/alerts**")
+        page.wait_for_url(lands)
         return page
 
     def shot(self, name: str, *, full_page: bool = False, doc: bool = False, top: bool = False) -> Path:

@@ -358,6 +358,24 @@ def test_dashboards_show_the_queue_figures(session_factory: Any, ui_server: Serv
     s.shot("cases")
 
 
+def test_supervisor_sees_every_institution_and_nothing_else(session_factory: Any, ui_server: Server) -> None:
+    s = session_factory()
+    page = s.login("chen.jie", lands="**/supervisor")
+    over = api(ui_server, "chen.jie", "GET", "/supervisor/overview")["items"]
+    assert {r["tenant"] for r in over} == {"BANK_A", "BANK_B"}
+    rows = page.get_by_test_id("supervisor-table").locator("tbody tr")
+    expect(rows).to_have_count(2)
+    for r in over:
+        row = rows.filter(has_text=r["tenant"])
+        expect(row).to_contain_text(f"{r['transactions']:,}")
+        expect(row).to_contain_text(f"{r['alerts']:,}")
+    expect(page.locator("nav.mainnav a")).to_have_count(1)  # no queue, cases, reports or dashboards
+    s.shot("supervisor", doc=True)
+    # The queue is not theirs: the API refuses it and the page says so.
+    page.goto(ui_server.base + "/alerts")
+    expect(page.get_by_test_id("error")).to_contain_text("Not allowed for your role")
+
+
 def test_loading_states_and_error_messages(session_factory: Any, ui_server: Server) -> None:
     s = session_factory()
     page = s.login("li.na")

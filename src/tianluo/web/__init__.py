@@ -36,7 +36,7 @@ _SECURITY_HEADERS = {
 _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>Tianluo</title>
 <h1>The web UI is not built</h1>
 <p>Run <code>scripts/build-web.sh</code> (or <code>make web</code>) and reload this page.
-The API is available under <a href="/api/v1/docs">/api/v1/docs</a>.</p>
+The API is available under /api/v1 (its OpenAPI document: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a>).</p>
 """
 
 

@@ -433,7 +433,9 @@ def cycles(i, ws, max_len, temporal, budget, g, scr, ticks):
     and come back with edge i. The search is a depth-first enumeration from v, pruned by a
     backward search from u (hop distance and, for temporal cycles, the latest moment at
     which each account can still reach u); `budget` only limits how far that pruning
-    search looks, never the result.
+    search looks, never the result. A search cut short by the budget knows each account's
+    latest departure only over paths of at most `levels` hops, so that bound prunes only
+    where no longer path could still fit.
     """
     u = g.e_src[i]
     v = g.e_dst[i]
@@ -496,6 +498,7 @@ def cycles(i, ws, max_len, temporal, budget, g, scr, ticks):
         front, nxt = nxt, front
         n_front = n_next
 
+    exact = n_front == 0
     # --- forward: enumerate simple paths v → … → u, one frame per account on the path ---------------
     hops_max = max_len - 1
     fx = np.empty(max_len + 1, np.int64)
@@ -534,7 +537,8 @@ def cycles(i, ws, max_len, temporal, budget, g, scr, ticks):
                     if path[y] == qt or j == hops_max:
                         continue
                     if bset[y] == qt:
-                        if j + dist[y] > hops_max or (temporal and e >= ld[y]):
+                        # ld[y] is exact for paths of at most `levels` hops, or for any length once the search ran dry.
+                        if j + dist[y] > hops_max or (temporal and e >= ld[y] and (exact or hops_max - j <= levels)):
                             continue
                     elif j + levels + 1 > hops_max:
                         continue

@@ -98,7 +98,11 @@ class GraphFeatures(FeatureExtractor):
     round_unit: an amount is "round" when it is a whole multiple of this (in `amount_column`).
     search_budget: how many edges the backward pruning search of one cycle query may read.
         Pruning only skips dead ends, so the budget trades pruning work against
-        enumeration work on dense graphs; it never changes a count.
+        enumeration work on dense graphs; it never changes a count. On the simulated bank
+        `bank300k` (8,600 accounts, 300,000 payments) a deep backward search runs through
+        hub accounts' in-lists and costs more than the dead ends it saves: 200 edges made
+        the two cycle families 1.6x and 2.5x faster there than 20,000, and about as fast
+        on the 500k simulated set and AMLSim (docs/graph-features.md).
     """
 
     name = "graph_features"
@@ -114,7 +118,7 @@ class GraphFeatures(FeatureExtractor):
         lc_cycle_max_len: int = 6,
         amount_column: str = "amount_cny",
         round_unit: float = 100.0,
-        search_budget: int = 20_000,
+        search_budget: int = 200,
     ) -> None:
         self.windows = tuple(windows)
         self.scatter_gather = scatter_gather

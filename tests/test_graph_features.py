@@ -379,3 +379,29 @@ def test_snapml_differences_are_as_documented():
     gf = GraphFeatures()
     got = gf.compute(src, dst, (EPOCH + t) * US, a, 2)[:, gf.feature_names.index("temporal_cycles_7d")]
     assert got.tolist() == [0, 1]
+
+
+def test_pruning_budget_never_changes_cycle_counts():
+    """The backward pruning search may be cut short at any budget; counts must not move.
+
+    A graph with hubs, where a small budget stops the search early: an earlier kernel then
+    used cut-short "latest departure" bounds as if exact and dropped real temporal cycles.
+    """
+    rng = np.random.default_rng(7)
+    n = 2500
+    hubs = np.array([0, 1, 2])
+    src = np.where(rng.random(n) < 0.2, rng.choice(hubs, n), rng.integers(0, 150, n))
+    dst = np.where(rng.random(n) < 0.2, rng.choice(hubs, n), rng.integers(0, 150, n))
+    ts = np.sort(rng.integers(0, 7 * 86_400, n))
+    rows = [(f"a{s}", f"a{d}", float(t), 100.0) for s, d, t in zip(src, dst, ts, strict=True) if s != d]
+    df = frame(rows)
+    cols = ["temporal_cycles_7d", "lc_cycles_7d"]
+
+    def counts(budget: int) -> np.ndarray:
+        gf = GraphFeatures(windows=("1d",), temporal_cycle_max_len=6, lc_cycle_max_len=4, search_budget=budget)
+        return gf.transform(df).select(cols).to_numpy()
+
+    full = counts(10**9)
+    assert full[:, 0].sum() > 0 and full[:, 1].sum() > 0
+    for budget in (0, 3, 50):
+        assert_same(full, counts(budget), cols)

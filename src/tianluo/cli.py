@@ -437,32 +437,30 @@ def trace_cmd(
     Paths end at cash-outs, cross-border payments, other banks and accounts with alerts
     (the dataset's alerts). See docs/trace.md for the attribution rules.
     """
-    from tianluo.trace import TraceIndex, trace
+    from tianluo.trace import TraceIndex, alerted_accounts, trace
 
     if sum(x is not None for x in (account, txn, alert)) != 1:
         _fail("give exactly one of --account, --txn or --alert")
     if direction not in ("forward", "backward") or method not in ("fifo", "proportional"):
         _fail("--direction is forward or backward; --method is fifo or proportional")
     ds = _open(dataset)
-    con = ds.connect()
-    try:
-        if alert is not None:
-            if not ds.files("alerts"):
-                _fail(f"{dataset} has no alerts yet; run `tianluo detect {dataset}` first")
-            q = ("SELECT accounts[1], ts_start, ts_end FROM alerts WHERE report_kind = 'suspicious' "
-                 "AND len(accounts) > 0 ORDER BY score DESC, alert_id LIMIT 1" if alert == "top" else
-                 "SELECT accounts[1], ts_start, ts_end FROM alerts WHERE alert_id = ? AND len(accounts) > 0")
+    if alert is not None:
+        if not ds.files("alerts"):
+            _fail(f"{dataset} has no alerts yet; run `tianluo detect {dataset}` first")
+        q = ("SELECT accounts[1], ts_start, ts_end FROM alerts WHERE report_kind = 'suspicious' "
+             "AND len(accounts) > 0 ORDER BY score DESC, alert_id LIMIT 1" if alert == "top" else
+             "SELECT accounts[1], ts_start, ts_end FROM alerts WHERE alert_id = ? AND len(accounts) > 0")
+        con = ds.connect()
+        try:
             row = con.execute(q, [] if alert == "top" else [alert]).fetchone()
-            if row is None:
-                _fail(f"no alert {alert!r} with an account in {dataset}")
-            account = row[0]
-            start_time = start_time or row[1].isoformat()
-            end_time = end_time or row[2].isoformat()
-        alerted = [r[0] for r in con.execute(
-            "SELECT DISTINCT unnest(accounts) FROM alerts WHERE report_kind = 'suspicious'").fetchall()] \
-            if ds.files("alerts") else []
-    finally:
-        con.close()
+        finally:
+            con.close()
+        if row is None:
+            _fail(f"no alert {alert!r} with an account in {dataset}")
+        account = row[0]
+        start_time = start_time or row[1].isoformat()
+        end_time = end_time or row[2].isoformat()
+    alerted = alerted_accounts(ds)
     try:
         result = trace(TraceIndex.build(ds, cache=True), account, txn, direction=direction,  # type: ignore[arg-type]
                        method=method, start_time=start_time, end_time=end_time,  # type: ignore[arg-type]

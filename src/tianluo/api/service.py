@@ -19,7 +19,7 @@ from typing import Any
 
 from tianluo.api.errors import ApiError
 from tianluo.store import Dataset
-from tianluo.trace import TraceIndex, TraceResult, trace
+from tianluo.trace import TraceIndex, TraceResult, alerted_accounts, trace
 
 MAX_TIMELINE = 2000
 
@@ -120,16 +120,7 @@ class Datasets:
 
     def alerted_accounts(self, tenant: str, name: str) -> list[str]:
         """Accounts in any suspicious alert of the dataset: a trace stops there (a known case)."""
-        ds = self.open(tenant, name)
-        if not ds.files("alerts"):
-            return []
-        con = ds.connect()
-        try:
-            got = con.execute("SELECT DISTINCT unnest(accounts) FROM alerts WHERE report_kind = 'suspicious'"
-                              ).fetchall()
-        finally:
-            con.close()
-        return [r[0] for r in got]
+        return alerted_accounts(self.open(tenant, name))
 
     # -- views of a subject for the case workspace ------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -423,10 +424,7 @@ class CaseworkMixin(QueueMixin):
         require_role(actor, CASE_WORKERS, "draft reports")
         if format not in REPORT_FORMATS:
             raise Invalid(f"report format {format!r}: use one of {', '.join(REPORT_FORMATS)}")
-        if not content:
-            raise Invalid("a report needs content")
-        if not file_name or "/" in file_name or len(file_name) > 300:
-            raise Invalid(f"report file name {file_name!r} is not a plain file name")
+        errors = _report_file(file_name, content, errors)
         t = tenant_of(actor)
         with self._write() as s:
             now = self.now()
@@ -453,7 +451,7 @@ class CaseworkMixin(QueueMixin):
             rep = ReportRow(tenant=t, case_id=case.id if case else None, dataset_id=ds_row.id, format=format,
                             status="drafted", drafter=actor.username, file_name=file_name, content=bytes(content),
                             size=len(content), sha256=hashlib.sha256(content).hexdigest(), valid=bool(valid),
-                            errors=[e if isinstance(e, (str, dict)) else str(e) for e in errors],
+                            errors=errors,
                             pseudonymised=bool(pseudonymised), narrative=narrative, alert_ids=ids,
                             report_date=report_date, due_at=due, created_at=now)
             s.add(rep)
@@ -532,10 +530,7 @@ class CaseworkMixin(QueueMixin):
         keeps both hashes so the swap is traceable.
         """
         require_role(actor, SENIOR, "finalise reports")
-        if not content:
-            raise Invalid("a report needs content")
-        if not file_name or "/" in file_name or len(file_name) > 300:
-            raise Invalid(f"report file name {file_name!r} is not a plain file name")
+        errors = _report_file(file_name, content, errors)
         t = tenant_of(actor)
         with self._write() as s:
             rep = self._report(s, t, report_id, lock=True)
@@ -549,7 +544,7 @@ class CaseworkMixin(QueueMixin):
             old = rep.sha256
             rep.file_name, rep.content, rep.size = file_name, bytes(content), len(content)
             rep.sha256, rep.valid = hashlib.sha256(content).hexdigest(), True
-            rep.errors = [e if isinstance(e, (str, dict)) else str(e) for e in errors]
+            rep.errors = errors
             rep.pseudonymised = bool(pseudonymised)
             now = self.now()
             self._audit(s, actor, "report.finalise", "report", rep.id,
@@ -625,6 +620,15 @@ def case_summary(c: CaseRow, dataset: str, now: dt.datetime) -> dict[str, Any]:
         "sla_state": sla_state(c.due_at, now) if c.status in ACTIVE else None, "sla_kind": c.sla_kind,
         "escalated_at": c.escalated_at, "closed_at": c.closed_at,
     }
+
+
+def _report_file(file_name: str, content: bytes, errors: Iterable[Any]) -> list[Any]:
+    """Check a report file's name and bytes; its validation errors as storable JSON (str or dict)."""
+    if not content:
+        raise Invalid("a report needs content")
+    if not file_name or "/" in file_name or len(file_name) > 300:
+        raise Invalid(f"report file name {file_name!r} is not a plain file name")
+    return [e if isinstance(e, (str, dict)) else str(e) for e in errors]
 
 
 def report_dict(r: Any, dataset: str, now: dt.datetime) -> dict[str, Any]:

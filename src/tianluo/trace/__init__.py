@@ -7,7 +7,7 @@ attribution methods and the invariants the tests prove.
 """
 
 from tianluo.trace.engine import DEFAULT_SINKS, DIRECTIONS, METHODS, trace
-from tianluo.trace.index import TraceIndex
+from tianluo.trace.index import TraceIndex, alerted_accounts
 from tianluo.trace.result import END_REASONS, SINK_REASONS, TracePath, TraceResult
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "TraceIndex",
     "TracePath",
     "TraceResult",
+    "alerted_accounts",
     "trace",
 ]

@@ -32,6 +32,18 @@ _ARRAYS = ("src", "dst", "t", "amount", "channel", "flags", "account_bank", "out
            "out_pos", "in_ptr", "in_edge", "in_t", "k0")
 
 
+def alerted_accounts(ds: Dataset) -> list[str]:
+    """Accounts in any suspicious alert of the dataset: the `alerted` sink of a trace (a known case)."""
+    if not ds.files("alerts"):
+        return []
+    con = ds.connect()
+    try:
+        got = con.execute("SELECT DISTINCT unnest(accounts) FROM alerts WHERE report_kind = 'suspicious'").fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in got]
+
+
 @dataclass
 class TraceIndex:
     """Transactions as edges `0..n_edges-1` in time order, plus per-account adjacency and ledger shares.

@@ -61,10 +61,13 @@ def _simple_paths(adj: dict[int, list[tuple[int, int]]], v: int, u: int, max_hop
     return found
 
 
-def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len):
+def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda t: False):
     """Every feature of every edge by brute force (windows in seconds, ts in seconds)."""
     n = len(src)
     out = []
+    # first contact: no earlier payment along the same pair within the longest window
+    new = [not any(src[k] == src[j] and dst[k] == dst[j] and ts[k] > ts[j] - max(windows) for k in range(j))
+           for j in range(n)]
     for i in range(n):
         t, u, v = ts[i], src[i], dst[i]
         f: list[float] = []
@@ -83,13 +86,16 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len):
             in_v = [j for j in win if dst[j] == v]
             f += [np.mean([amt[j] % 100 == 0 for j in out_u]), np.mean([amt[j] % 100 == 0 for j in in_v])]
             f.append(sum(1 for j in win if src[j] == u and dst[j] == v))
+            f.append(sum(1 for j in win if src[j] == v and dst[j] == u) if u != v else 0)
+            f += [np.mean([new[j] for j in out_u]), np.mean([new[j] for j in in_v])]
+            f += [np.mean([night(ts[j]) for j in out_u]), np.mean([night(ts[j]) for j in in_v])]
         prev_u = [ts[j] for j in range(i) if u in (src[j], dst[j])]
         prev_v = [ts[j] for j in range(i) if v in (src[j], dst[j])]
         first_u = min([*prev_u, t])
         first_v = min([*prev_v, t])
         f += [t - prev_u[-1] if prev_u else np.nan, t - prev_v[-1] if prev_v else np.nan, t - first_u, t - first_v]
-        mean_out = f[(len(windows) - 1) * 31 + 3]
-        mean_in = f[(len(windows) - 1) * 31 + 17]
+        mean_out = f[(len(windows) - 1) * 36 + 3]
+        mean_in = f[(len(windows) - 1) * 36 + 17]
         f += [amt[i] / mean_out, amt[i] / mean_in]
         last_in = [j for j in range(i) if dst[j] == u]
         f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
@@ -142,6 +148,7 @@ def test_fan_in_of_five_counts_distinct_payers_and_amounts():
     assert last["pair_deg_1d"] == 2 and out["pair_deg_1d"].to_list()[:5] == [1] * 5  # new pairs read 1
     assert last["secs_since_prev_src"] == 400 and last["secs_since_first_dst"] == 400
     assert last["round_share_in_dst_1d"] == pytest.approx(5 / 6)  # 50 is not a multiple of 100
+    assert last["new_share_in_dst_1d"] == pytest.approx(5 / 6)  # p0's second payment is not a first contact
     assert np.isnan(row(out, 0)["secs_since_prev_src"])
     assert np.isnan(last["amount_mean_in_src_1d"]) and last["deg_in_src_1d"] == 0  # nobody paid p0
 
@@ -156,6 +163,30 @@ def test_window_is_half_open_at_the_boundary():
     assert row(out, 2)["deg_out_src_1d"] == 2 and row(out, 2)["fan_out_src_1d"] == 2
     inside = GraphFeatures(windows=(86_401,)).transform(frame([("a", "b", 0, 1), ("a", "b", 86_400, 2)]))
     assert row(inside, 1)["deg_out_src_86401s"] == 2
+
+
+def test_first_contacts_and_night_payments_as_shares():
+    day = 86_400
+    # 2024-01-01 00:00 UTC is 08:00 in China; + 15 h = 23:00 (night), + 23 h = 07:00 (day).
+    t0 = 1_704_067_200
+    rows = [("p1", "card", t0 + 15 * 3600, 100), ("p2", "card", t0 + 16 * 3600, 100),
+            ("p1", "card", t0 + 23 * 3600, 100), ("p1", "card", t0 + 9 * day, 100)]
+    df = pl.DataFrame({"ts": [dt.datetime.fromtimestamp(r[2], dt.UTC) for r in rows],
+                       "src_account": [r[0] for r in rows], "dst_account": [r[1] for r in rows],
+                       "amount_cny": [float(r[3]) for r in rows]})
+    out = GraphFeatures(windows=("1d", "7d")).transform(df)
+    assert out["new_share_in_dst_7d"].to_list() == pytest.approx([1, 1, 2 / 3, 1])  # p1 came back after > 7 d
+    assert out["night_share_in_dst_1d"].to_list() == pytest.approx([1, 1, 2 / 3, 0])
+    assert out["new_share_out_src_1d"].to_list() == pytest.approx([1, 1, 1 / 2, 1])
+    assert out["pair_back_deg_7d"].to_list() == [0, 0, 0, 0]
+    back = GraphFeatures(windows=("1d",)).transform(df.vstack(df.head(1).with_columns(
+        src_account=pl.lit("card"), dst_account=pl.lit("p1"), ts=pl.col("ts") + dt.timedelta(hours=20))))
+    assert back["pair_back_deg_1d"].to_list() == [0, 0, 0, 0, 2]  # p1 paid card twice in the day before
+    # Another zone and night: 23:00 China is 15:00 UTC, 07:00 China 23:00 UTC.
+    utc = GraphFeatures(windows=("1d",), utc_offset_hours=0, night_hours=(21, 5)).transform(df)
+    assert utc["night_share_out_src_1d"].to_list() == pytest.approx([0, 0, 1 / 2, 1])
+    with pytest.raises(ValueError, match="night_hours"):
+        GraphFeatures(night_hours=(6, 6)).transform(df)
 
 
 def test_three_cycle_is_closed_by_its_last_edge_only():

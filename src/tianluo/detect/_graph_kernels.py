@@ -26,7 +26,15 @@ Lists = namedtuple(
 
 # --- per-window integer counters: vi[window, account, field] -----------------------------------
 CNT_OUT, CNT_IN, FAN_OUT, FAN_IN, RND_OUT, RND_IN, MAXE_OUT, MINE_OUT, MAXE_IN, MINE_IN = range(10)
-N_INT_FIELDS = 10
+NEW_OUT, NEW_IN, NIGHT_OUT, NIGHT_IN = range(10, 14)
+N_INT_FIELDS = 14
+# --- per-edge flag bits (e_flags): counted per account side like the amounts ---------------------
+#: a whole multiple of the round unit
+FLAG_ROUND = 1
+#: the first payment along its pair (payer → payee) in the longest window
+FLAG_NEW = 2
+#: made at night in the configured local time
+FLAG_NIGHT = 4
 # --- per-window float accumulators: vf[window, account, field] (value, compensation pairs) -----
 SUM_OUT, SUMC_OUT, SQ_OUT, SQC_OUT, SUM_IN, SUMC_IN, SQ_IN, SQC_IN, MAX_OUT, MIN_OUT, MAX_IN, MIN_IN = range(12)
 N_FLOAT_FIELDS = 12
@@ -35,11 +43,13 @@ FIRST_TS, LAST_TS, LAST_IN_TS = range(3)
 N_TIME_FIELDS = 3
 NO_TS = np.iinfo(np.int64).min
 
-#: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares
-#: and the payments along this transaction's pair (src → dst).
+#: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares,
+#: the payments along this transaction's pair (src → dst) and back (dst → src), and the payer's outflows /
+#: payee's inflows that were first contacts (FLAG_NEW) and made at night (FLAG_NIGHT), as shares.
 ROLES = (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out"))
 STATS = ("fan", "deg", "amount_sum", "amount_mean", "amount_std", "amount_min", "amount_max")
-WINDOW_COLS = len(ROLES) * len(STATS) + 3
+SHARES = ("new_share_out_src", "new_share_in_dst", "night_share_out_src", "night_share_in_dst")
+WINDOW_COLS = len(ROLES) * len(STATS) + 4 + len(SHARES)
 
 # --- per-query scratch rows: scr[row, account] --------------------------------------------------
 S_BSET, S_DIST, S_LD, S_FRONT, S_SEEN, S_PATH, S_MARK = range(7)
@@ -142,7 +152,7 @@ def _kadd(vf, f, k, x, a):
 
 
 @njit(cache=True, inline="always")
-def _side_add(vi, vf, k, x, e, a, rnd, cnt, sm, sq, rf, maxe, mine, mx, mn):
+def _side_add(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, nf, tf, maxe, mine, mx, mn):
     if vi[k, x, cnt] == 0:
         vf[k, x, sm] = 0.0
         vf[k, x, sm + 1] = 0.0
@@ -161,15 +171,19 @@ def _side_add(vi, vf, k, x, e, a, rnd, cnt, sm, sq, rf, maxe, mine, mx, mn):
             vf[k, x, mn] = a
             vi[k, x, mine] = e
     vi[k, x, cnt] += 1
-    vi[k, x, rf] += rnd
+    vi[k, x, rf] += flags & FLAG_ROUND
+    vi[k, x, nf] += (flags & FLAG_NEW) >> 1
+    vi[k, x, tf] += (flags & FLAG_NIGHT) >> 2
     _kadd(vf, sm, k, x, a)
     _kadd(vf, sq, k, x, a * a)
 
 
 @njit(cache=True, inline="always")
-def _side_remove(vi, vf, k, x, e, a, rnd, cnt, sm, sq, rf, maxe, mine):
+def _side_remove(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, nf, tf, maxe, mine):
     vi[k, x, cnt] -= 1
-    vi[k, x, rf] -= rnd
+    vi[k, x, rf] -= flags & FLAG_ROUND
+    vi[k, x, nf] -= (flags & FLAG_NEW) >> 1
+    vi[k, x, tf] -= (flags & FLAG_NIGHT) >> 2
     if vi[k, x, cnt] == 0:
         vf[k, x, sm] = 0.0
         vf[k, x, sm + 1] = 0.0
@@ -234,7 +248,7 @@ def _emit_side(out, col, vi, vf, k, x, cnt, fan, sm, sq, maxe, mine, mx, mn, e_a
 
 
 @njit(cache=True)
-def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc):
+def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc):
     """Slide every window to edge i, add it, and write its account features into `out`.
 
     `ev[k]` is the oldest edge still inside window k; edges leave when ts <= t - window,
@@ -246,16 +260,19 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
     u = g.e_src[i]
     v = g.e_dst[i]
     a = e_amt[i]
-    r = e_rnd[i]
+    r = e_flags[i]
     p = e_pair[i]
+    back = _pair_id(g, v, u) if u != v else -1
     n_win = wins.shape[0]
     for k in range(n_win):
         j = ev[k]
         while j < i and e_ts[j] <= t - wins[k]:
             s = g.e_src[j]
             d = g.e_dst[j]
-            _side_remove(vi, vf, k, s, j, e_amt[j], e_rnd[j], CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, MAXE_OUT, MINE_OUT)
-            _side_remove(vi, vf, k, d, j, e_amt[j], e_rnd[j], CNT_IN, SUM_IN, SQ_IN, RND_IN, MAXE_IN, MINE_IN)
+            _side_remove(vi, vf, k, s, j, e_amt[j], e_flags[j], CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, NEW_OUT, NIGHT_OUT,
+                         MAXE_OUT, MINE_OUT)
+            _side_remove(vi, vf, k, d, j, e_amt[j], e_flags[j], CNT_IN, SUM_IN, SQ_IN, RND_IN, NEW_IN, NIGHT_IN,
+                         MAXE_IN, MINE_IN)
             q = e_pair[j]
             pc[k, q] -= 1
             if pc[k, q] == 0:
@@ -263,8 +280,10 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
                 vi[k, d, FAN_IN] -= 1
             j += 1
         ev[k] = j
-        _side_add(vi, vf, k, u, i, a, r, CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, MAXE_OUT, MINE_OUT, MAX_OUT, MIN_OUT)
-        _side_add(vi, vf, k, v, i, a, r, CNT_IN, SUM_IN, SQ_IN, RND_IN, MAXE_IN, MINE_IN, MAX_IN, MIN_IN)
+        _side_add(vi, vf, k, u, i, a, r, CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, NEW_OUT, NIGHT_OUT, MAXE_OUT, MINE_OUT,
+                  MAX_OUT, MIN_OUT)
+        _side_add(vi, vf, k, v, i, a, r, CNT_IN, SUM_IN, SQ_IN, RND_IN, NEW_IN, NIGHT_IN, MAXE_IN, MINE_IN, MAX_IN,
+                  MIN_IN)
         pc[k, p] += 1
         if pc[k, p] == 1:
             vi[k, u, FAN_OUT] += 1
@@ -283,6 +302,13 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
         out[base + 29] = vi[k, v, RND_IN] / vi[k, v, CNT_IN]
         # 1 = a pair with no other payment in the window: schemes are wired from new relationships.
         out[base + 30] = pc[k, p]
+        # Money going back the way it came: interest on deposits, round trips, loan-backs.
+        out[base + 31] = pc[k, back] if back >= 0 else 0
+        # Collector and mule cards: most payers are strangers, and they pay at night.
+        out[base + 32] = vi[k, u, NEW_OUT] / vi[k, u, CNT_OUT]
+        out[base + 33] = vi[k, v, NEW_IN] / vi[k, v, CNT_IN]
+        out[base + 34] = vi[k, u, NIGHT_OUT] / vi[k, u, CNT_OUT]
+        out[base + 35] = vi[k, v, NIGHT_IN] / vi[k, v, CNT_IN]
     c = n_win * WINDOW_COLS
     last = (n_win - 1) * WINDOW_COLS
     out[c] = (t - vt[LAST_TS, u]) / 1e6 if vt[LAST_TS, u] != NO_TS else np.nan
@@ -309,7 +335,7 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in
 
 
 @njit(cache=True)
-def count_batch(out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc):
+def count_batch(out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc):
     """`count_step` over every edge in order (rows of `out` are edges).
 
     The whole-history lists are revealed edge by edge (their ends advance with i), which
@@ -322,7 +348,7 @@ def count_batch(out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_a
     for i in range(g.e_src.shape[0]):
         o_end[g.e_src[i]] += 1
         n_end[g.e_dst[i]] += 1
-        count_step(i, out[i], seen, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc)
+        count_step(i, out[i], seen, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc)
 
 
 # ================================================================================================
@@ -620,7 +646,7 @@ def _make_room(seg, pools, tops, side, x):
 
 
 @njit(cache=True)
-def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc,
+def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc,
                 o_seg, o_pool, n_seg, n_pool, k_seg, k_dst, k_pid, p_seg, p_pool, tops,
                 col_sg, col_tc, col_lc, sg_w, tc_w, lc_w, tc_len, lc_len, budget, scr, ticks):
     """Score edge i (already written at index i) and add it to the state.
@@ -656,7 +682,7 @@ def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, 
         k_dst[at] = v
         k_pid[at] = pid
         k_seg[1, u] += 1
-    count_step(i, out, g, e_ts, e_amt, e_pair, e_rnd, wins, ev, vi, vf, vt, v_in_amt, pc)
+    count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc)
     t = e_ts[i]
     n = i + 1
     pattern_one(i, out, col_sg, col_tc, col_lc, _window_start(e_ts, n, t - sg_w), _window_start(e_ts, n, t - tc_w),
@@ -679,7 +705,7 @@ def _window_start(e_ts, n, oldest):
 
 
 @njit(cache=True)
-def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_rnd, n, oldest_ts, ev, vi):
+def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_flags, n, oldest_ts, ev, vi):
     """Drop the edges with ts <= oldest_ts (outside every window) and renumber the rest; returns how many."""
     keep = _window_start(e_ts, n, oldest_ts)
     if keep == 0:
@@ -690,7 +716,7 @@ def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_rnd, n, oldest_ts, ev, v
     e_ts[:m] = e_ts[keep:n]
     e_amt[:m] = e_amt[keep:n]
     e_pair[:m] = e_pair[keep:n]
-    e_rnd[:m] = e_rnd[keep:n]
+    e_flags[:m] = e_flags[keep:n]
     for k in range(ev.shape[0]):
         ev[k] -= keep
     for k in range(vi.shape[0]):

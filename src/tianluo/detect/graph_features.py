@@ -1,8 +1,9 @@
 """Per-transaction temporal-graph features, computed causally in batch and one transaction at a time online.
 
 Every transaction gets features of the payer (`src`) and payee (`dst`) accounts over
-sliding windows (distinct counterparties, transaction counts, amount statistics, share
-of round amounts, time since previous and first activity) and counts of the graph
+sliding windows (distinct counterparties, transaction counts, amount statistics, shares
+of round amounts, of first contacts and of night-time payments, time since previous and
+first activity) and counts of the graph
 patterns it takes part in (scatter-gather, time-respecting cycles and length-bounded
 cycles). Only the past is used: transactions are processed in time order, ties in the
 order the rows arrive, and a transaction sees every transaction before it in that
@@ -73,6 +74,8 @@ class _Plan:
     lc_len: int
     budget: int
     round_cents: int
+    offset_s: int
+    night: tuple[int, int]
     names: tuple[str, ...]
     col_sg: int
     col_tc: int
@@ -96,6 +99,9 @@ class GraphFeatures(FeatureExtractor):
     temporal_cycle_max_len, lc_cycle_max_len: most accounts on a counted cycle.
     amount_column: the amount the statistics use (CNY by default, so currencies mix).
     round_unit: an amount is "round" when it is a whole multiple of this (in `amount_column`).
+    utc_offset_hours, night_hours: local time of the accounts (China by default) and the
+        night as [start, end) local hours, for the ``night_share_*`` columns; (22, 6) is
+        22:00-06:00, the same night the rule features and reason codes use.
     search_budget: how many edges the backward pruning search of one cycle query may read.
         Pruning only skips dead ends, so the budget trades pruning work against
         enumeration work on dense graphs; it never changes a count. On the simulated bank
@@ -106,7 +112,7 @@ class GraphFeatures(FeatureExtractor):
     """
 
     name = "graph_features"
-    version = "2"  # 2: pair_deg_W
+    version = "3"  # 2: pair_deg_W; 3: pair_back_deg_W, new_share_* and night_share_*
 
     def __init__(
         self,
@@ -119,6 +125,8 @@ class GraphFeatures(FeatureExtractor):
         amount_column: str = "amount_cny",
         round_unit: float = 100.0,
         search_budget: int = 200,
+        utc_offset_hours: float = 8.0,
+        night_hours: tuple[int, int] = (22, 6),
     ) -> None:
         self.windows = tuple(windows)
         self.scatter_gather = scatter_gather
@@ -129,6 +137,8 @@ class GraphFeatures(FeatureExtractor):
         self.amount_column = amount_column
         self.round_unit = round_unit
         self.search_budget = search_budget
+        self.utc_offset_hours = utc_offset_hours
+        self.night_hours = night_hours
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -143,12 +153,20 @@ class GraphFeatures(FeatureExtractor):
         cents = round(self.round_unit * 100)
         if cents <= 0:
             raise ValueError(f"round_unit must be positive (got {self.round_unit})")
+        offset_s = round(float(self.utc_offset_hours) * 3600)
+        if not -14 * 3600 <= offset_s <= 14 * 3600 or offset_s % 900:
+            raise ValueError(f"utc_offset_hours must be a whole quarter hour within ±14 (got {self.utc_offset_hours})")
+        night = tuple(int(h) for h in self.night_hours)
+        if len(night) != 2 or not all(0 <= h < 24 for h in night) or night[0] == night[1]:
+            raise ValueError(f"night_hours must be two different hours 0-23, (start, end) (got {self.night_hours})")
         names: list[str] = []
         for w in wins:
             lab = window_label(w)
             for acct, side in kernels.ROLES:
                 names += [f"{stat}_{side}_{acct}_{lab}" for stat in kernels.STATS]
-            names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}", f"pair_deg_{lab}"]
+            names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}"]
+            names += [f"pair_deg_{lab}", f"pair_back_deg_{lab}"]
+            names += [f"{share}_{lab}" for share in kernels.SHARES]
         longest = window_label(wins[-1])
         names += ["secs_since_prev_src", "secs_since_prev_dst", "secs_since_first_src", "secs_since_first_dst",
                   f"amount_to_mean_out_src_{longest}", f"amount_to_mean_in_dst_{longest}",
@@ -169,7 +187,8 @@ class GraphFeatures(FeatureExtractor):
         return _Plan(
             windows_us=np.array(wins, np.int64) * _US, sg_us=sg * _US, tc_us=tc * _US, lc_us=lc * _US,
             tc_len=int(self.temporal_cycle_max_len), lc_len=int(self.lc_cycle_max_len),
-            budget=int(self.search_budget), round_cents=int(cents), names=tuple(names),
+            budget=int(self.search_budget), round_cents=int(cents), offset_s=offset_s,
+            night=(night[0], night[1]), names=tuple(names),
             col_sg=col_sg, col_tc=col_tc, col_lc=col_lc,
         )
 
@@ -243,7 +262,7 @@ class GraphFeatures(FeatureExtractor):
             *kernels.build_lists(pair, keys.shape[0]),
         )
         kernels.count_batch(
-            out, g, ts_us, amount, pair, _round_flags(amount, plan.round_cents), plan.windows_us,
+            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount, pair), plan.windows_us,
             np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
             np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
             np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64), np.zeros(n_accounts),
@@ -273,9 +292,27 @@ class GraphFeatures(FeatureExtractor):
         return OnlineGraphState(self)
 
 
-def _round_flags(amount: np.ndarray, round_cents: int) -> np.ndarray:
+def _is_night(plan: _Plan, ts_us: np.ndarray | int) -> np.ndarray | bool:
+    hour = ((ts_us // _US + plan.offset_s) // 3600) % 24
+    start, end = plan.night
+    return (hour >= start) | (hour < end) if start > end else (hour >= start) & (hour < end)
+
+
+def _edge_flags(plan: _Plan, ts_us: np.ndarray, amount: np.ndarray, pair: np.ndarray) -> np.ndarray:
+    """kernels.FLAG_* bits of every edge (in processing order); `OnlineGraphState.update` sets the same one by one.
+
+    An edge is a first contact when its pair carried no payment in the longest window
+    before it (ties in time count as before, as the windows do).
+    """
     cents = np.rint(np.asarray(amount, np.float64) * 100.0).astype(np.int64)
-    return (cents % round_cents == 0).astype(np.int64)
+    flags = np.where(cents % plan.round_cents == 0, kernels.FLAG_ROUND, 0).astype(np.int64)
+    by_pair = np.argsort(pair, kind="stable")  # edges of a pair together, in time order
+    t = ts_us[by_pair]
+    first = np.ones(t.shape[0], bool)
+    first[1:] = (pair[by_pair][1:] != pair[by_pair][:-1]) | (t[1:] - t[:-1] >= int(plan.windows_us.max()))
+    flags[by_pair[first]] |= kernels.FLAG_NEW
+    flags[_is_night(plan, ts_us)] |= kernels.FLAG_NIGHT
+    return flags
 
 
 def _to_us(ts: dt.datetime | np.datetime64 | int) -> int:
@@ -315,7 +352,8 @@ class OnlineGraphState:
         self._e_ts = np.zeros(capacity, np.int64)
         self._e_amt = np.zeros(capacity, np.float64)
         self._e_pair = np.zeros(capacity, np.int64)
-        self._e_rnd = np.zeros(capacity, np.int64)
+        self._e_flags = np.zeros(capacity, np.int64)
+        self._pair_last: dict[int, int] = {}  # (src << 32) | dst → time of its last payment (µs)
         self._ev = np.zeros(n_win, np.int64)
         self._vi = np.zeros((n_win, 64, kernels.N_INT_FIELDS), np.int64)
         self._vf = np.zeros((n_win, 64, kernels.N_FLOAT_FIELDS), np.float64)
@@ -371,7 +409,7 @@ class OnlineGraphState:
     def _compact(self) -> None:
         """Forget edges older than every window and pairs left without edges; grow the buffer if still full."""
         keep = kernels.online_compact(
-            self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_rnd, self._n,
+            self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags, self._n,
             self._last_ts - self._plan.horizon_us, self._ev, self._vi,
         )
         self._n -= keep
@@ -386,9 +424,12 @@ class OnlineGraphState:
         self._pair_dst = np.resize(self._pair_dst[live], cap)
         keys = (self._pair_src[: live.shape[0]] << 32) | self._pair_dst[: live.shape[0]]
         self._pairs = dict(zip(keys.tolist(), range(live.shape[0]), strict=True))
+        # A pair silent for the whole horizon makes a first contact anyway: forget its time.
+        oldest = self._last_ts - self._plan.horizon_us
+        self._pair_last = {key: t for key, t in self._pair_last.items() if t > oldest}
         if n >= self._e_src.shape[0] // 2:
             size = 2 * self._e_src.shape[0]
-            for name in ("_e_src", "_e_dst", "_e_ts", "_e_amt", "_e_pair", "_e_rnd"):
+            for name in ("_e_src", "_e_dst", "_e_ts", "_e_amt", "_e_pair", "_e_flags"):
                 a = getattr(self, name)
                 b = np.zeros(size, a.dtype)
                 b[: a.shape[0]] = a
@@ -424,11 +465,19 @@ class OnlineGraphState:
         self._e_ts[i] = t
         self._e_amt[i] = amount
         self._e_pair[i] = self._pair(u, v)
-        self._e_rnd[i] = round(float(amount) * 100.0) % self._plan.round_cents == 0  # _round_flags, no arrays
+        # _edge_flags, one edge at a time
+        key = (u << 32) | v
+        last = self._pair_last.get(key)
+        self._pair_last[key] = t
+        self._e_flags[i] = (
+            (kernels.FLAG_ROUND if round(float(amount) * 100.0) % self._plan.round_cents == 0 else 0)
+            | (kernels.FLAG_NEW if last is None or t - last >= int(self._plan.windows_us.max()) else 0)
+            | (kernels.FLAG_NIGHT if _is_night(self._plan, t) else 0)
+        )
         out = np.empty(len(self.feature_names), np.float64)
         plan = self._plan
         while not kernels.online_step(
-            i, out, self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_rnd,
+            i, out, self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags,
             plan.windows_us, self._ev, self._vi, self._vf, self._vt, self._v_in_amt, self._pc,
             self._o_seg, self._o_pool, self._n_seg, self._n_pool, self._k_seg, self._k_dst, self._k_pid,
             self._p_seg, self._p_pool, self._tops,

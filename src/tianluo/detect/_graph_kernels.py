@@ -26,15 +26,18 @@ Lists = namedtuple(
 
 # --- per-window integer counters: vi[window, account, field] -----------------------------------
 CNT_OUT, CNT_IN, FAN_OUT, FAN_IN, RND_OUT, RND_IN, MAXE_OUT, MINE_OUT, MAXE_IN, MINE_IN = range(10)
-NEW_OUT, NEW_IN, NIGHT_OUT, NIGHT_IN = range(10, 14)
-N_INT_FIELDS = 14
+#: counters of FLAG_NEW, FLAG_NIGHT and FLAG_BACK edges, in that order, from FLAGS_OUT / FLAGS_IN
+FLAGS_OUT, FLAGS_IN = 10, 13
+N_INT_FIELDS = 16
 # --- per-edge flag bits (e_flags): counted per account side like the amounts ---------------------
-#: a whole multiple of the round unit
+#: a whole multiple of the round unit (set by the caller)
 FLAG_ROUND = 1
-#: the first payment along its pair (payer → payee) in the longest window
+#: the first payment along its pair (payer → payee) in the longest window (set by count_step)
 FLAG_NEW = 2
-#: made at night in the configured local time
+#: made at night in the configured local time (set by the caller)
 FLAG_NIGHT = 4
+#: the payee paid the payer in the longest window before this payment (set by count_step)
+FLAG_BACK = 8
 # --- per-window float accumulators: vf[window, account, field] (value, compensation pairs) -----
 SUM_OUT, SUMC_OUT, SQ_OUT, SQC_OUT, SUM_IN, SUMC_IN, SQ_IN, SQC_IN, MAX_OUT, MIN_OUT, MAX_IN, MIN_IN = range(12)
 N_FLOAT_FIELDS = 12
@@ -45,10 +48,12 @@ NO_TS = np.iinfo(np.int64).min
 
 #: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares,
 #: the payments along this transaction's pair (src → dst) and back (dst → src), and the payer's outflows /
-#: payee's inflows that were first contacts (FLAG_NEW) and made at night (FLAG_NIGHT), as shares.
+#: payee's inflows that were first contacts (FLAG_NEW), made at night (FLAG_NIGHT) or paid back (FLAG_BACK),
+#: as shares.
 ROLES = (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out"))
 STATS = ("fan", "deg", "amount_sum", "amount_mean", "amount_std", "amount_min", "amount_max")
-SHARES = ("new_share_out_src", "new_share_in_dst", "night_share_out_src", "night_share_in_dst")
+SHARES = ("new_share_out_src", "new_share_in_dst", "night_share_out_src", "night_share_in_dst",
+          "back_share_out_src", "back_share_in_dst")
 WINDOW_COLS = len(ROLES) * len(STATS) + 4 + len(SHARES)
 
 # --- per-query scratch rows: scr[row, account] --------------------------------------------------
@@ -152,7 +157,7 @@ def _kadd(vf, f, k, x, a):
 
 
 @njit(cache=True, inline="always")
-def _side_add(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, nf, tf, maxe, mine, mx, mn):
+def _side_add(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, ff, maxe, mine, mx, mn):
     if vi[k, x, cnt] == 0:
         vf[k, x, sm] = 0.0
         vf[k, x, sm + 1] = 0.0
@@ -172,18 +177,18 @@ def _side_add(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, nf, tf, maxe, mine, mx
             vi[k, x, mine] = e
     vi[k, x, cnt] += 1
     vi[k, x, rf] += flags & FLAG_ROUND
-    vi[k, x, nf] += (flags & FLAG_NEW) >> 1
-    vi[k, x, tf] += (flags & FLAG_NIGHT) >> 2
+    for b in range(3):
+        vi[k, x, ff + b] += (flags >> (b + 1)) & 1
     _kadd(vf, sm, k, x, a)
     _kadd(vf, sq, k, x, a * a)
 
 
 @njit(cache=True, inline="always")
-def _side_remove(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, nf, tf, maxe, mine):
+def _side_remove(vi, vf, k, x, e, a, flags, cnt, sm, sq, rf, ff, maxe, mine):
     vi[k, x, cnt] -= 1
     vi[k, x, rf] -= flags & FLAG_ROUND
-    vi[k, x, nf] -= (flags & FLAG_NEW) >> 1
-    vi[k, x, tf] -= (flags & FLAG_NIGHT) >> 2
+    for b in range(3):
+        vi[k, x, ff + b] -= (flags >> (b + 1)) & 1
     if vi[k, x, cnt] == 0:
         vf[k, x, sm] = 0.0
         vf[k, x, sm + 1] = 0.0
@@ -260,7 +265,6 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
     u = g.e_src[i]
     v = g.e_dst[i]
     a = e_amt[i]
-    r = e_flags[i]
     p = e_pair[i]
     back = _pair_id(g, v, u) if u != v else -1
     n_win = wins.shape[0]
@@ -269,10 +273,10 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
         while j < i and e_ts[j] <= t - wins[k]:
             s = g.e_src[j]
             d = g.e_dst[j]
-            _side_remove(vi, vf, k, s, j, e_amt[j], e_flags[j], CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, NEW_OUT, NIGHT_OUT,
+            _side_remove(vi, vf, k, s, j, e_amt[j], e_flags[j], CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, FLAGS_OUT,
                          MAXE_OUT, MINE_OUT)
-            _side_remove(vi, vf, k, d, j, e_amt[j], e_flags[j], CNT_IN, SUM_IN, SQ_IN, RND_IN, NEW_IN, NIGHT_IN,
-                         MAXE_IN, MINE_IN)
+            _side_remove(vi, vf, k, d, j, e_amt[j], e_flags[j], CNT_IN, SUM_IN, SQ_IN, RND_IN, FLAGS_IN, MAXE_IN,
+                         MINE_IN)
             q = e_pair[j]
             pc[k, q] -= 1
             if pc[k, q] == 0:
@@ -280,10 +284,18 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
                 vi[k, d, FAN_IN] -= 1
             j += 1
         ev[k] = j
-        _side_add(vi, vf, k, u, i, a, r, CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, NEW_OUT, NIGHT_OUT, MAXE_OUT, MINE_OUT,
-                  MAX_OUT, MIN_OUT)
-        _side_add(vi, vf, k, v, i, a, r, CNT_IN, SUM_IN, SQ_IN, RND_IN, NEW_IN, NIGHT_IN, MAXE_IN, MINE_IN, MAX_IN,
-                  MIN_IN)
+    # Windows are in increasing length: the last one decides first contact and money back.
+    last_k = n_win - 1
+    r = e_flags[i] & (FLAG_ROUND | FLAG_NIGHT)
+    if pc[last_k, p] == 0:
+        r |= FLAG_NEW
+    if back >= 0 and pc[last_k, back] > 0:
+        r |= FLAG_BACK
+    e_flags[i] = r  # eviction reads it back when the edge leaves
+    for k in range(n_win):
+        _side_add(vi, vf, k, u, i, a, r, CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, FLAGS_OUT, MAXE_OUT, MINE_OUT, MAX_OUT,
+                  MIN_OUT)
+        _side_add(vi, vf, k, v, i, a, r, CNT_IN, SUM_IN, SQ_IN, RND_IN, FLAGS_IN, MAXE_IN, MINE_IN, MAX_IN, MIN_IN)
         pc[k, p] += 1
         if pc[k, p] == 1:
             vi[k, u, FAN_OUT] += 1
@@ -305,10 +317,9 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
         # Money going back the way it came: interest on deposits, round trips, loan-backs.
         out[base + 31] = pc[k, back] if back >= 0 else 0
         # Collector and mule cards: most payers are strangers, and they pay at night.
-        out[base + 32] = vi[k, u, NEW_OUT] / vi[k, u, CNT_OUT]
-        out[base + 33] = vi[k, v, NEW_IN] / vi[k, v, CNT_IN]
-        out[base + 34] = vi[k, u, NIGHT_OUT] / vi[k, u, CNT_OUT]
-        out[base + 35] = vi[k, v, NIGHT_IN] / vi[k, v, CNT_IN]
+        for b in range(3):
+            out[base + 32 + 2 * b] = vi[k, u, FLAGS_OUT + b] / vi[k, u, CNT_OUT]
+            out[base + 33 + 2 * b] = vi[k, v, FLAGS_IN + b] / vi[k, v, CNT_IN]
     c = n_win * WINDOW_COLS
     last = (n_win - 1) * WINDOW_COLS
     out[c] = (t - vt[LAST_TS, u]) / 1e6 if vt[LAST_TS, u] != NO_TS else np.nan

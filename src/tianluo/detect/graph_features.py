@@ -262,7 +262,7 @@ class GraphFeatures(FeatureExtractor):
             *kernels.build_lists(pair, keys.shape[0]),
         )
         kernels.count_batch(
-            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount, pair), plan.windows_us,
+            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount), plan.windows_us,
             np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
             np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
             np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64), np.zeros(n_accounts),
@@ -298,19 +298,14 @@ def _is_night(plan: _Plan, ts_us: np.ndarray | int) -> np.ndarray | bool:
     return (hour >= start) | (hour < end) if start > end else (hour >= start) & (hour < end)
 
 
-def _edge_flags(plan: _Plan, ts_us: np.ndarray, amount: np.ndarray, pair: np.ndarray) -> np.ndarray:
-    """kernels.FLAG_* bits of every edge (in processing order); `OnlineGraphState.update` sets the same one by one.
+def _edge_flags(plan: _Plan, ts_us: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """The round and night kernels.FLAG_* bits of every edge; `OnlineGraphState.update` sets the same one by one.
 
-    An edge is a first contact when its pair carried no payment in the longest window
-    before it (ties in time count as before, as the windows do).
+    The kernels add the bits that depend on the graph (first contact, money back) as
+    each edge arrives.
     """
     cents = np.rint(np.asarray(amount, np.float64) * 100.0).astype(np.int64)
     flags = np.where(cents % plan.round_cents == 0, kernels.FLAG_ROUND, 0).astype(np.int64)
-    by_pair = np.argsort(pair, kind="stable")  # edges of a pair together, in time order
-    t = ts_us[by_pair]
-    first = np.ones(t.shape[0], bool)
-    first[1:] = (pair[by_pair][1:] != pair[by_pair][:-1]) | (t[1:] - t[:-1] >= int(plan.windows_us.max()))
-    flags[by_pair[first]] |= kernels.FLAG_NEW
     flags[_is_night(plan, ts_us)] |= kernels.FLAG_NIGHT
     return flags
 
@@ -353,7 +348,6 @@ class OnlineGraphState:
         self._e_amt = np.zeros(capacity, np.float64)
         self._e_pair = np.zeros(capacity, np.int64)
         self._e_flags = np.zeros(capacity, np.int64)
-        self._pair_last: dict[int, int] = {}  # (src << 32) | dst → time of its last payment (µs)
         self._ev = np.zeros(n_win, np.int64)
         self._vi = np.zeros((n_win, 64, kernels.N_INT_FIELDS), np.int64)
         self._vf = np.zeros((n_win, 64, kernels.N_FLOAT_FIELDS), np.float64)
@@ -424,9 +418,6 @@ class OnlineGraphState:
         self._pair_dst = np.resize(self._pair_dst[live], cap)
         keys = (self._pair_src[: live.shape[0]] << 32) | self._pair_dst[: live.shape[0]]
         self._pairs = dict(zip(keys.tolist(), range(live.shape[0]), strict=True))
-        # A pair silent for the whole horizon makes a first contact anyway: forget its time.
-        oldest = self._last_ts - self._plan.horizon_us
-        self._pair_last = {key: t for key, t in self._pair_last.items() if t > oldest}
         if n >= self._e_src.shape[0] // 2:
             size = 2 * self._e_src.shape[0]
             for name in ("_e_src", "_e_dst", "_e_ts", "_e_amt", "_e_pair", "_e_flags"):
@@ -465,13 +456,8 @@ class OnlineGraphState:
         self._e_ts[i] = t
         self._e_amt[i] = amount
         self._e_pair[i] = self._pair(u, v)
-        # _edge_flags, one edge at a time
-        key = (u << 32) | v
-        last = self._pair_last.get(key)
-        self._pair_last[key] = t
-        self._e_flags[i] = (
+        self._e_flags[i] = (  # _edge_flags, one edge at a time
             (kernels.FLAG_ROUND if round(float(amount) * 100.0) % self._plan.round_cents == 0 else 0)
-            | (kernels.FLAG_NEW if last is None or t - last >= int(self._plan.windows_us.max()) else 0)
             | (kernels.FLAG_NIGHT if _is_night(self._plan, t) else 0)
         )
         out = np.empty(len(self.feature_names), np.float64)

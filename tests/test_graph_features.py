@@ -93,13 +93,15 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
             f += [np.mean([new[j] for j in out_u]), np.mean([new[j] for j in in_v])]
             f += [np.mean([night(ts[j]) for j in out_u]), np.mean([night(ts[j]) for j in in_v])]
             f += [np.mean([back[j] for j in out_u]), np.mean([back[j] for j in in_v])]
+            came = [amt[j] for j in win if src[j] == v and dst[j] == u and j < i] if u != v else []
+            f.append(amt[i] / sum(came) if came else np.nan)
         prev_u = [ts[j] for j in range(i) if u in (src[j], dst[j])]
         prev_v = [ts[j] for j in range(i) if v in (src[j], dst[j])]
         first_u = min([*prev_u, t])
         first_v = min([*prev_v, t])
         f += [t - prev_u[-1] if prev_u else np.nan, t - prev_v[-1] if prev_v else np.nan, t - first_u, t - first_v]
-        mean_out = f[(len(windows) - 1) * 38 + 3]
-        mean_in = f[(len(windows) - 1) * 38 + 17]
+        mean_out = f[(len(windows) - 1) * 39 + 3]
+        mean_in = f[(len(windows) - 1) * 39 + 17]
         f += [amt[i] / mean_out, amt[i] / mean_in]
         last_in = [j for j in range(i) if dst[j] == u]
         f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
@@ -187,6 +189,7 @@ def test_first_contacts_and_night_payments_as_shares():
         src_account=pl.lit("card"), dst_account=pl.lit("p1"), ts=pl.col("ts") + dt.timedelta(hours=20))))
     assert back["pair_back_deg_1d"].to_list() == [0, 0, 0, 0, 2]  # p1 paid card twice in the day before
     assert back["back_share_out_src_1d"].to_list() == [0, 0, 0, 0, 1]
+    assert back["amount_to_back_1d"].to_list()[4] == 100 / 200 and back["amount_to_back_1d"].is_nan().sum() == 4
     assert back["back_share_in_dst_1d"].to_list() == [0, 0, 0, 0, 1]  # the only inflow of p1, paid back
     # Another zone and night: 23:00 China is 15:00 UTC, 07:00 China 23:00 UTC.
     utc = GraphFeatures(windows=("1d",), utc_offset_hours=0, night_hours=(21, 5)).transform(df)

@@ -54,7 +54,7 @@ ROLES = (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out"))
 STATS = ("fan", "deg", "amount_sum", "amount_mean", "amount_std", "amount_min", "amount_max")
 SHARES = ("new_share_out_src", "new_share_in_dst", "night_share_out_src", "night_share_in_dst",
           "back_share_out_src", "back_share_in_dst")
-WINDOW_COLS = len(ROLES) * len(STATS) + 4 + len(SHARES)
+WINDOW_COLS = len(ROLES) * len(STATS) + 5 + len(SHARES)
 
 # --- per-query scratch rows: scr[row, account] --------------------------------------------------
 S_BSET, S_DIST, S_LD, S_FRONT, S_SEEN, S_PATH, S_MARK = range(7)
@@ -252,6 +252,16 @@ def _emit_side(out, col, vi, vf, k, x, cnt, fan, sm, sq, maxe, mine, mx, mn, e_a
     out[col + 6] = vf[k, x, mx]
 
 
+@njit(cache=True, inline="always")
+def _pair_sum(g, e_amt, q, lo, hi):
+    """Total amount of pair q's edges with index in [lo, hi), added in edge order."""
+    p_lo, p_hi = _span(g.p_start, g.p_stop, g.p_pool, q, lo, hi)
+    total = 0.0
+    for p in range(p_lo, p_hi):
+        total += e_amt[g.p_pool[p]]
+    return total
+
+
 @njit(cache=True)
 def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc):
     """Slide every window to edge i, add it, and write its account features into `out`.
@@ -316,6 +326,8 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
         out[base + 30] = pc[k, p]
         # Money going back the way it came: interest on deposits, round trips, loan-backs.
         out[base + 31] = pc[k, back] if back >= 0 else 0
+        # ... and how this payment compares with it: interest is a small fraction, a refund about 1.
+        out[base + 38] = a / _pair_sum(g, e_amt, back, ev[k], i) if out[base + 31] > 0 else np.nan
         # Collector and mule cards: most payers are strangers, and they pay at night.
         for b in range(3):
             out[base + 32 + 2 * b] = vi[k, u, FLAGS_OUT + b] / vi[k, u, CNT_OUT]

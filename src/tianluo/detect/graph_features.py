@@ -167,6 +167,7 @@ class GraphFeatures(FeatureExtractor):
             names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}"]
             names += [f"pair_deg_{lab}", f"pair_back_deg_{lab}"]
             names += [f"{share}_{lab}" for share in kernels.SHARES]
+            names.append(f"amount_to_back_{lab}")
         longest = window_label(wins[-1])
         names += ["secs_since_prev_src", "secs_since_prev_dst", "secs_since_first_src", "secs_since_first_dst",
                   f"amount_to_mean_out_src_{longest}", f"amount_to_mean_in_dst_{longest}",

@@ -12,21 +12,25 @@ threads. Feature sets compared:
 - `raw+snapml_causal`: Snap ML fed one distinct timestamp at a time (how it is used on a
   stream): a row sees the past and the rows of its own instant;
 - `raw+tianluo`: Tianluo's causal features (a row sees the rows before it and itself);
-- `raw+tianluo_no_pair_deg`: the same without the `pair_deg_W` columns (what they add).
+- `raw+tianluo_v2`: the same without the columns added in version 3 (`pair_back_deg_W`,
+  `amount_to_back_W`, the first-contact / night / money-back shares): what they add.
 
 Protocol: rows in time order, split 60/20/20 (train / validation / test; AMLSim 40/20/40,
 because its 65 SAR rows sit early and 60/20/20 would leave two to test), LightGBM fitted on
 train, the threshold that maximises the illicit class's F1 on validation, F1 / precision /
 recall / PR-AUC (average precision) on test, mean ± standard deviation over seeds. Per
 typology *t*: the test rows that are licit or of *t* (other typologies dropped), at the same
-threshold. Datasets: the AMLSim sample; `bank300k`, a whole simulated bank (300,000 rows,
-90 days, 0.5 % crime, 1,517 illicit rows); and `sim`, the simulated set of `--rows`
-(5,000,000) transactions. Snap ML's batch mode with scatter-gather does not finish on the
-simulated data in reasonable time (`SNAP_ROWS`; docs/benchmarks.md), so on the simulated sets
-every tool sees only the leading `--snap-rows` rows, and Tianluo alone is also scored on all
-rows.
+threshold. Datasets: the AMLSim sample; `panel`, five small simulated banks (60,000 rows over
+28 days each, 2 % crime; `bench/graph_features.py` `load_panel`), each its own graph and its own
+model, test rows pooled: about 1,400 test positives across 15 typologies, all rows within
+Snap ML's reach; `bank300k`, a whole simulated bank (300,000 rows, 90 days, 0.5 % crime, 1,517
+illicit rows); and `sim`, the simulated set of `--rows` (5,000,000) transactions. Snap ML's
+batch mode with scatter-gather does not finish on the larger simulated sets in reasonable time
+(`SNAP_ROWS`; docs/benchmarks.md), so there every tool sees only the leading `--snap-rows`
+rows, and Tianluo alone is also scored on all rows.
 
     .venv/bin/python bench/detection.py --datasets amlsim
+    .venv/bin/python bench/detection.py --datasets panel --snap-causal-rows 0
     .venv/bin/python bench/detection.py --datasets bank300k --snap-rows 50000
     .venv/bin/python bench/detection.py --datasets sim --rows 5000000 --all-rows-only
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -61,11 +66,11 @@ LGBM = {
     "colsample_bytree": 0.8, "subsample": 0.8, "subsample_freq": 1, "random_state": 0,
     "n_jobs": gfb.THREADS, "verbose": -1,
 }
-SPLITS = {"amlsim": (0.4, 0.6), "bank300k": (0.6, 0.8), "sim": (0.6, 0.8)}
+SPLITS = {"amlsim": (0.4, 0.6), "bank300k": (0.6, 0.8), "sim": (0.6, 0.8), "panel": (0.6, 0.8)}
 #: Leading rows every feature set is computed on, unless `--snap-rows` says otherwise. Snap ML's
 #: batch scatter-gather grows much faster than the row count on the simulated bank (2026-12-06:
 #: 10k rows 0.3 s, 20k 3.3 s, 40k 55 s; 250k and 300k not finished after 7 and 14 minutes).
-SNAP_ROWS = {"amlsim": 200_000, "bank300k": 50_000, "sim": 50_000}
+SNAP_ROWS = {"amlsim": 200_000, "bank300k": 50_000, "sim": 50_000, "panel": 100_000}
 
 
 def raw_features(df: pl.DataFrame) -> np.ndarray:
@@ -86,33 +91,46 @@ def _f1(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return 2 * precision * recall / max(precision + recall, 1e-12), precision, recall
 
 
-def evaluate(x: np.ndarray, y: np.ndarray, typology: np.ndarray, split: tuple[float, float],
-             seeds: tuple[int, ...]) -> dict[str, object]:
-    """Fit on the first rows (time order), pick the F1-best threshold on the next, score the rest, per seed."""
+#: One dataset's part: (features, labels, typologies), rows in time order. A panel has several.
+Part = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def evaluate(parts: list[Part], split: tuple[float, float], seeds: tuple[int, ...]) -> dict[str, object]:
+    """Per part: fit on the first rows (time order), pick the F1-best threshold on the next, score the rest.
+
+    A panel's banks are separate graphs and separate models (as each bank would train its
+    own); their test rows are pooled for the figures. One run per LightGBM seed.
+    """
     import lightgbm as lgb
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    n = len(y)
-    a, b = int(n * split[0]), int(n * split[1])
-    y_test, typ = y[b:], typology[b:]
-    kinds = sorted({str(t) for t in typ[y_test == 1]})
     runs: list[dict[str, float]] = []
     for seed in seeds:
-        model = lgb.LGBMClassifier(**{**LGBM, "random_state": seed}).fit(x[:a], y[:a])
-        prec, rec, thr = precision_recall_curve(y[a:b], model.predict_proba(x[a:b])[:, 1])
-        f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
-        threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
-        p_test = model.predict_proba(x[b:])[:, 1]
-        pred = p_test >= threshold
+        preds, scores, ys, typs = [], [], [], []
+        for x, y, typology in parts:
+            n = len(y)
+            a, b = int(n * split[0]), int(n * split[1])
+            model = lgb.LGBMClassifier(**{**LGBM, "random_state": seed}).fit(x[:a], y[:a])
+            prec, rec, thr = precision_recall_curve(y[a:b], model.predict_proba(x[a:b])[:, 1])
+            f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+            threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
+            p_test = model.predict_proba(x[b:])[:, 1]
+            preds.append(p_test >= threshold)
+            scores.append(p_test)
+            ys.append(y[b:])
+            typs.append(typology[b:])
+        pred, score, y_test, typ = (np.concatenate(c) for c in (preds, scores, ys, typs))
         f, p, r = _f1(pred, y_test)
-        run = {"f1": f, "precision": p, "recall": r, "pr_auc": float(average_precision_score(y_test, p_test))}
-        for t in kinds:
+        run = {"f1": f, "precision": p, "recall": r, "pr_auc": float(average_precision_score(y_test, score))}
+        for t in sorted({str(t) for t in typ[y_test == 1]}):
             keep = (y_test == 0) | (typ == t)
             run[f"f1.{t}"], _, run[f"recall.{t}"] = _f1(pred[keep], y_test[keep])
         runs.append(run)
     out: dict[str, object] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
                               for k in runs[0]}
-    out["positives"] = {t: int(((typ == t) & (y_test == 1)).sum()) for t in kinds}
+    y_test = np.concatenate([y[int(len(y) * split[1]):] for _, y, _ in parts])
+    typ = np.concatenate([t[int(len(t) * split[1]):] for _, _, t in parts])
+    out["positives"] = {t: int(((typ == t) & (y_test == 1)).sum()) for t in sorted({str(t) for t in typ[y_test == 1]})}
     out["test_positives"] = int(y_test.sum())
     return out
 
@@ -150,60 +168,75 @@ def table(results: list[tuple[str, str, int, float | None, dict[str, object]]]) 
         print(f"| {dataset} ({rows:,}) | {name} | {speed} | " + " | ".join(cells) + " |")
 
 
-def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace,
+def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(label 0/1, typology or "none") of every row."""
+    return df["label"].fill_null(0).to_numpy(), df["typology"].fill_null("none").to_numpy()
+
+
+def run(dataset: str, frames: list[pl.DataFrame], args: argparse.Namespace,
         results: list[tuple[str, str, int, float | None, dict[str, object]]]) -> None:
-    """Every feature set on the rows Snap ML sees; Tianluo also on all rows when that is more."""
+    """Every feature set on the rows Snap ML sees; Tianluo also on all rows of a single set when that is more."""
     windows = gfb.WINDOWS[dataset]
     split = SPLITS[dataset]
-    n = min(df.height, args.snap_rows or SNAP_ROWS[dataset])
-    head = df.head(n)
-    gfb.say(dataset, "rows", df.height)
-    gfb.say(dataset, "compared_rows", n, "(leading rows every feature set is computed on)")
+    limit = args.snap_rows or SNAP_ROWS[dataset]
+    heads = [df.head(min(df.height, limit)) for df in frames]
+    gfb.say(dataset, "rows", sum(df.height for df in frames), f"in {len(frames)} separate graph(s)")
+    gfb.say(dataset, "compared_rows", sum(h.height for h in heads), "(leading rows every feature set is computed on)")
     gfb.say(dataset, "windows", f"stats {', '.join(windows)}; patterns {gfb.PATTERN_WINDOW} (both tools)")
     gfb.say(dataset, "split", f"{split[0]:.0%} / {split[1] - split[0]:.0%} / {1 - split[1]:.0%}")
-    raw = raw_features(head)
     gf = gfb.ours("c", windows)
-    gf.transform(head.head(2_000))  # compile / load the kernels outside the timing
+    gf.transform(heads[0].head(2_000))  # compile / load the kernels outside the timing
     if not args.all_rows_only:
-        compare(dataset, head, raw, gf, args, results)
-    if n < df.height and args.all_rows_seeds:
+        compare(dataset, heads, gf, args, results)
+    df = frames[0]
+    if len(frames) == 1 and heads[0].height < df.height and args.all_rows_seeds:
         feats, wall = timed(lambda: gf.transform(df).to_numpy().astype(np.float32))
         gfb.say(dataset, "extraction.tianluo_all_rows", df.height / wall, f"txn/s ({wall:.1f} s)")
         seeds = tuple(range(args.all_rows_seeds))
-        res = evaluate(np.hstack([raw_features(df), feats]), df["label"].fill_null(0).to_numpy(),
-                       df["typology"].fill_null("none").to_numpy(), split, seeds)
+        res = evaluate([(np.hstack([raw_features(df), feats]), *labels(df))], split, seeds)
         report(dataset, "raw+tianluo_all_rows", res, seeds)
         results.append((dataset, "raw+tianluo (all rows)", df.height, df.height / wall, res))
 
 
-def compare(dataset: str, head: pl.DataFrame, raw: np.ndarray, gf: GraphFeatures, args: argparse.Namespace,
+#: Columns added in GraphFeatures version 3 (2026-12-06); `raw+tianluo_v2` leaves them out.
+V3_COLUMNS = re.compile(r"pair_back_deg_|(new|night|back)_share_|amount_to_back_")
+
+
+def compare(dataset: str, heads: list[pl.DataFrame], gf: GraphFeatures, args: argparse.Namespace,
             results: list[tuple[str, str, int, float | None, dict[str, object]]]) -> None:
     """Every feature set on the same rows: extraction speed, then the same LightGBM on each."""
     windows = gfb.WINDOWS[dataset]
     seeds = tuple(range(args.seeds))
-    n = head.height
-    y = head["label"].fill_null(0).to_numpy()
-    typ = head["typology"].fill_null("none").to_numpy()
-    x = gfb.snap_input(head)
-    sets: dict[str, tuple[np.ndarray, float | None]] = {"raw": (raw, None)}
-    feats, wall = timed(lambda: gf.transform(head).to_numpy().astype(np.float32))
-    sets["raw+tianluo"] = (np.hstack([raw, feats]), n / wall)
-    gfb.say(dataset, "extraction.tianluo", n / wall, f"txn/s ({wall:.1f} s, 2 threads)")
-    keep = [k for k, c in enumerate(gf.feature_names) if not c.startswith("pair_deg_")]
-    sets["raw+tianluo_no_pair_deg"] = (np.hstack([raw, feats[:, keep]]), None)
-    del feats
-    snap, wall = timed(lambda: gfb.snap_batch("c", windows, x).astype(np.float32))
-    sets["raw+snapml_batch"] = (np.hstack([raw, snap]), n / wall)
-    gfb.say(dataset, "extraction.snapml_batch", n / wall, f"txn/s ({wall:.1f} s, 2 threads)")
-    if n <= args.snap_causal_rows:
-        snap, wall = timed(lambda: gfb.snap_causal("c", windows, x).astype(np.float32))
-        sets["raw+snapml_causal"] = (np.hstack([raw, snap]), n / wall)
-        gfb.say(dataset, "extraction.snapml_causal", n / wall, f"txn/s ({wall:.1f} s, 2 threads)")
-    del snap
-    for name, (features, rate) in sets.items():
-        res = evaluate(features, y, typ, SPLITS[dataset], seeds)
+    n = sum(h.height for h in heads)
+    causal = all(h.height <= args.snap_causal_rows for h in heads)
+    keep = [k for k, c in enumerate(gf.feature_names) if not V3_COLUMNS.match(c)]
+    sets: dict[str, list[Part]] = {name: [] for name in ("raw", "raw+tianluo", "raw+tianluo_v2", "raw+snapml_batch")}
+    if causal:
+        sets["raw+snapml_causal"] = []
+    walls = dict.fromkeys(sets, 0.0)
+    for head in heads:
+        raw = raw_features(head)
+        y, typ = labels(head)
+        sets["raw"].append((raw, y, typ))
+        feats, wall = timed(lambda head=head: gf.transform(head).to_numpy().astype(np.float32))
+        walls["raw+tianluo"] += wall
+        sets["raw+tianluo"].append((np.hstack([raw, feats]), y, typ))
+        sets["raw+tianluo_v2"].append((np.hstack([raw, feats[:, keep]]), y, typ))
+        x = gfb.snap_input(head)
+        snap, wall = timed(lambda x=x: gfb.snap_batch("c", windows, x).astype(np.float32))
+        walls["raw+snapml_batch"] += wall
+        sets["raw+snapml_batch"].append((np.hstack([raw, snap]), y, typ))
+        if causal:
+            snap, wall = timed(lambda x=x: gfb.snap_causal("c", windows, x).astype(np.float32))
+            walls["raw+snapml_causal"] += wall
+            sets["raw+snapml_causal"].append((np.hstack([raw, snap]), y, typ))
+    for name, wall in walls.items():
+        if wall:
+            gfb.say(dataset, f"extraction.{name.removeprefix('raw+')}", n / wall, f"txn/s ({wall:.1f} s, 2 threads)")
+    for name, parts in sets.items():
+        res = evaluate(parts, SPLITS[dataset], seeds)
         report(dataset, name, res, seeds)
-        results.append((dataset, name, n, rate, res))
+        results.append((dataset, name, n, n / walls[name] if walls[name] else None, res))
 
 
 def main() -> None:
@@ -211,7 +244,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=5_000_000, help="size of the simulated set")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tianluo-bench-graph-features")
-    ap.add_argument("--datasets", default="amlsim,bank300k", help="comma-separated: amlsim, bank300k, sim")
+    ap.add_argument("--datasets", default="amlsim,panel,bank300k",
+                    help="comma-separated: amlsim, panel, bank300k, sim")
     ap.add_argument("--snap-rows", type=int, default=0,
                     help="leading rows every feature set is computed on (default per dataset: SNAP_ROWS)")
     ap.add_argument("--snap-causal-rows", type=int, default=300_000,
@@ -227,7 +261,8 @@ def main() -> None:
     print(gfb.header(), flush=True)
     results: list[tuple[str, str, int, float | None, dict[str, object]]] = []
     for name in args.datasets.split(","):
-        run(name, gfb.load(name, args.workdir, args.rows), args, results)
+        frames = gfb.load_panel(args.workdir) if name == "panel" else [gfb.load(name, args.workdir, args.rows)]
+        run(name, frames, args, results)
         print(f"# load after {name}: {os.getloadavg()[0]:.1f}", flush=True)
     table(results)
 

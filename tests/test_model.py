@@ -131,6 +131,13 @@ def test_describe_feature_speaks_with_values() -> None:
     assert describe_feature("dst_account_internal", {"dst_account_internal": 0.0}) == (
         "payee is not an internal account"
     )
+    assert describe_feature("amount_to_back_30d", {"amount_to_back_30d": 0.0075}) == (
+        "amount is 0.8% of what the payee paid this payer in the 30 days before"
+    )
+    assert describe_feature("new_share_in_dst_7d", {"new_share_in_dst_7d": 0.8}) == (
+        "80% of what the payee received in the 7 days up to this transaction came from payers that had not paid "
+        "it before (first contacts)"
+    )
     # A column no template knows still reads as words with its value.
     assert describe_feature("burst_score_3h", {"burst_score_3h": 0.25}) == "burst score 3h is 0.25"
 

@@ -334,6 +334,14 @@ _GRAPH_STAT = {
     "amount_min": "smallest payment",
     "amount_max": "largest payment",
 }
+_SHARE_WORDS = {
+    ("new", "out"): "went to payees it had not paid before (first contacts)",
+    ("new", "in"): "came from payers that had not paid it before (first contacts)",
+    ("night", "out"): "were made at night (local time)",
+    ("night", "in"): "were made at night (local time)",
+    ("back", "out"): "went back to accounts that had paid it",
+    ("back", "in"): "came back from accounts it had paid",
+}
 _FLAGS: dict[str, tuple[str, str]] = {
     "night": ("made at night (22:00-06:00 China time)", "made in the daytime (06:00-22:00 China time)"),
     "cross_border": ("cross-border payment", "domestic payment"),
@@ -457,6 +465,29 @@ _TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, M
         lambda m, v, r: (
             f"{(v or 0.0):.0%} of what the {_PARTY[m.group(2)]} {_VERB[m.group(1)]} in the "
             f"{_window(m.group(3))} up to this transaction were round amounts"
+        ),
+    ),
+    (
+        re.compile(r"(new|night|back)_share_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{(v or 0.0):.0%} of what the {_PARTY[m.group(3)]} {_VERB[m.group(2)]} in the "
+            f"{_window(m.group(4))} up to this transaction {_SHARE_WORDS[m.group(1), m.group(2)]}"
+        ),
+    ),
+    (
+        re.compile(r"pair_back_deg_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"payee paid this payer {_count(v, 'time')} in the {_window(m.group(1))} before: money going back"
+            if v
+            else f"payee did not pay this payer in the {_window(m.group(1))} before"
+        ),
+    ),
+    (
+        re.compile(r"amount_to_back_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"amount is {v:.1%} of what the payee paid this payer in the {_window(m.group(1))} before"
+            if v is not None
+            else f"nothing came from the payee to this payer in the {_window(m.group(1))} before"
         ),
     ),
     (

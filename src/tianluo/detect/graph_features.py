@@ -92,8 +92,11 @@ class GraphFeatures(FeatureExtractor):
 
     Parameters
     ----------
-    windows: windows of the per-account families (fan, degree, amount statistics, round
-        share), e.g. ``("1d", "7d")``; the longest also scales ``amount_to_mean_*``.
+    windows: windows of the per-account families (fan, degree, amount statistics, shares),
+        ``("1d", "7d", "30d")`` by default: a day and a week for bursts, a month (the usual
+        review period) for schemes that take weeks to show their shape, such as deposits
+        paid back as "interest". The longest also scales ``amount_to_mean_*`` and decides
+        first contacts and money back.
     scatter_gather, temporal_cycles, lc_cycles: window of each pattern family, or None to
         switch it off.
     temporal_cycle_max_len, lc_cycle_max_len: most accounts on a counted cycle.
@@ -116,7 +119,7 @@ class GraphFeatures(FeatureExtractor):
 
     def __init__(
         self,
-        windows: Sequence[Window] = ("1d", "7d"),
+        windows: Sequence[Window] = ("1d", "7d", "30d"),
         scatter_gather: Window | None = "7d",
         temporal_cycles: Window | None = "7d",
         lc_cycles: Window | None = "7d",

@@ -2,8 +2,8 @@
 
 Every transaction gets features of the payer (`src`) and payee (`dst`) accounts over
 sliding windows (distinct counterparties, transaction counts, amount statistics, shares
-of round amounts, of first contacts and of night-time payments, time since previous and
-first activity) and counts of the graph
+of round amounts, of first contacts, of night-time payments and of money paid back,
+payments back along the pair, time since previous and first activity) and counts of the graph
 patterns it takes part in (scatter-gather, time-respecting cycles and length-bounded
 cycles). Only the past is used: transactions are processed in time order, ties in the
 order the rows arrive, and a transaction sees every transaction before it in that
@@ -31,6 +31,7 @@ import polars as pl
 
 from tianluo.detect import _graph_kernels as kernels
 from tianluo.detect.base import FeatureExtractor
+from tianluo.detect.features import CHINA_UTC_OFFSET_S, NIGHT_END_HOUR, NIGHT_START_HOUR
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _US = 1_000_000
@@ -103,8 +104,8 @@ class GraphFeatures(FeatureExtractor):
     amount_column: the amount the statistics use (CNY by default, so currencies mix).
     round_unit: an amount is "round" when it is a whole multiple of this (in `amount_column`).
     utc_offset_hours, night_hours: local time of the accounts (China by default) and the
-        night as [start, end) local hours, for the ``night_share_*`` columns; (22, 6) is
-        22:00-06:00, the same night the rule features and reason codes use.
+        night as [start, end) local hours, for the ``night_share_*`` columns; by default the
+        night (22:00-06:00 China time) the transaction features and reason codes use.
     search_budget: how many edges the backward pruning search of one cycle query may read.
         Pruning only skips dead ends, so the budget trades pruning work against
         enumeration work on dense graphs; it never changes a count. On the simulated bank
@@ -115,7 +116,7 @@ class GraphFeatures(FeatureExtractor):
     """
 
     name = "graph_features"
-    version = "3"  # 2: pair_deg_W; 3: pair_back_deg_W, new_share_* and night_share_*
+    version = "3"  # 2: pair_deg_W; 3: 30-day window, pair_back_deg_W, amount_to_back_W, new/night/back shares
 
     def __init__(
         self,
@@ -128,8 +129,8 @@ class GraphFeatures(FeatureExtractor):
         amount_column: str = "amount_cny",
         round_unit: float = 100.0,
         search_budget: int = 200,
-        utc_offset_hours: float = 8.0,
-        night_hours: tuple[int, int] = (22, 6),
+        utc_offset_hours: float = CHINA_UTC_OFFSET_S / 3600,
+        night_hours: tuple[int, int] = (NIGHT_START_HOUR, NIGHT_END_HOUR),
     ) -> None:
         self.windows = tuple(windows)
         self.scatter_gather = scatter_gather

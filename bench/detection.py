@@ -15,13 +15,15 @@ threads. Feature sets compared:
   past and its whole day, later rows of the day included. Fast enough for every row of the
   5,000,000-row set, where the batch mode is out of reach;
 - `raw+tianluo`: Tianluo's causal features (a row sees the rows before it and itself);
-- `raw+tianluo_v2`: the same without the columns added in version 3 (`pair_back_deg_W`,
-  `amount_to_back_W`, the first-contact / night / money-back shares): what they add.
+- `raw+tianluo_v3`: the same without the ratio columns added in version 4 (flow-through, fan
+  ratios, repeats; `graph_features.RATIOS`): what they add.
 
 Protocol: rows in time order, split 60/20/20 (train / validation / test; AMLSim 40/20/40,
 because its 65 SAR rows sit early and 60/20/20 would leave two to test), LightGBM fitted on
-train, the threshold that maximises the illicit class's F1 on validation, F1 / precision /
-recall / PR-AUC (average precision) on test, mean ± standard deviation over seeds. Per
+train; each feature set chooses its LightGBM setting from `LGBM_GRID` (tree size, leaf cap) by
+validation PR-AUC, since one fixed setting favoured one side or the other; the threshold that
+maximises the illicit class's F1 on validation; F1 / precision / recall / PR-AUC (average
+precision) on test, mean ± standard deviation over seeds. Per
 typology *t*: the test rows that are licit or of *t* (other typologies dropped), at the same
 threshold. Datasets: the AMLSim sample; `panel`, five small simulated banks (60,000 rows over
 28 days each, 2 % crime; `bench/graph_features.py` `load_panel`), each its own graph and its own
@@ -35,7 +37,7 @@ rows, and Tianluo alone is also scored on all rows.
     .venv/bin/python bench/detection.py --datasets amlsim
     .venv/bin/python bench/detection.py --datasets panel --snap-causal-rows 0
     .venv/bin/python bench/detection.py --datasets bank300k --snap-rows 50000
-    .venv/bin/python bench/detection.py --datasets sim --rows 5000000 --all-rows-only
+    .venv/bin/python bench/detection.py --datasets sim --rows 5000000 --all-rows-only --lightgbm "63 leaves, capped"
 
 Prints one line per figure (`<dataset>.<figure> <value> [unit]`), then a Markdown table.
 """
@@ -55,7 +57,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from tianluo.detect.graph_features import GraphFeatures
+from tianluo.detect.graph_features import RATIOS, GraphFeatures
 
 # The sibling benchmark holds the data loaders and the like-for-like configurations; load it by
 # path so this script runs from any working directory.
@@ -64,13 +66,23 @@ assert _spec is not None and _spec.loader is not None
 gfb = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gfb)
 
-#: The same LightGBM for every feature set. `max_delta_step` caps leaf values as `tianluo train`
-#: does (src/tianluo/detect/model.py): without it, training on the 5M set's 3M rows at 0.2 % crime
-#: collapsed (train PR-AUC 0.106, test 0.078; with it 0.999 and 0.979). Added 2026-12-06 13:35 UTC.
+#: The LightGBM settings every feature set may choose from, and how it chooses: each feature set
+#: gets the setting whose pooled validation PR-AUC (LightGBM seed 0) is highest, then that setting
+#: for every seed. One fixed setting favoured one side or the other (2026-12-06): on the panel,
+#: without `max_delta_step` ours led Snap ML's batch mode 0.872 to 0.827, with it Snap ML led 0.862
+#: to 0.783; and without it training on the 5M set's 3M rows at 0.2 % crime collapsed (train PR-AUC
+#: 0.106). `max_delta_step` caps leaf values as `tianluo train` does (src/tianluo/detect/model.py);
+#: the small trees regularise for banks with only a few schemes of each kind to learn from.
 LGBM = {
     "n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63, "min_child_samples": 20,
     "colsample_bytree": 0.8, "subsample": 0.8, "subsample_freq": 1, "max_delta_step": 1.0, "random_state": 0,
     "n_jobs": gfb.THREADS, "verbose": -1,
+}
+LGBM_GRID: dict[str, dict[str, object]] = {
+    "63 leaves, capped": LGBM,
+    "63 leaves": {**LGBM, "max_delta_step": 0.0},
+    "15 leaves, capped": {**LGBM, "num_leaves": 15, "min_child_samples": 50},
+    "15 leaves": {**LGBM, "num_leaves": 15, "min_child_samples": 50, "max_delta_step": 0.0},
 }
 SPLITS = {"amlsim": (0.4, 0.6), "bank300k": (0.6, 0.8), "sim": (0.6, 0.8), "panel": (0.6, 0.8)}
 #: Leading rows every feature set is computed on, unless `--snap-rows` says otherwise. Snap ML's
@@ -101,31 +113,55 @@ def _f1(pred: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
 Part = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def evaluate(parts: list[Part], split: tuple[float, float], seeds: tuple[int, ...]) -> dict[str, object]:
-    """Per part: fit on the first rows (time order), pick the F1-best threshold on the next, score the rest.
+def _fit_score(parts: list[Part], split: tuple[float, float], params: dict[str, object],
+               seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """One setting, one seed, every part: (test prediction, test score, test label, typology, validation PR-AUC).
 
-    A panel's banks are separate graphs and separate models (as each bank would train its
-    own); their test rows are pooled for the figures. One run per LightGBM seed.
+    Per part: fit on the first rows (time order), pick the F1-best threshold on the next, score
+    the rest. A panel's banks are separate graphs and separate models (as each bank would train
+    its own); their validation and test rows are pooled.
     """
     import lightgbm as lgb
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
+    preds, scores, ys, typs, v_scores, v_ys = [], [], [], [], [], []
+    for x, y, typology in parts:
+        n = len(y)
+        a, b = int(n * split[0]), int(n * split[1])
+        model = lgb.LGBMClassifier(**{**params, "random_state": seed}).fit(x[:a], y[:a])
+        p_val = model.predict_proba(x[a:b])[:, 1]
+        prec, rec, thr = precision_recall_curve(y[a:b], p_val)
+        f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
+        threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
+        p_test = model.predict_proba(x[b:])[:, 1]
+        preds.append(p_test >= threshold)
+        scores.append(p_test)
+        ys.append(y[b:])
+        typs.append(typology[b:])
+        v_scores.append(p_val)
+        v_ys.append(y[a:b])
+    v_y = np.concatenate(v_ys)
+    val = float(average_precision_score(v_y, np.concatenate(v_scores))) if v_y.any() else 0.0
+    pred, score, y_test, typ = (np.concatenate(c) for c in (preds, scores, ys, typs))
+    return pred, score, y_test, typ, val
+
+
+def evaluate(parts: list[Part], split: tuple[float, float], seeds: tuple[int, ...],
+             grid: dict[str, dict[str, object]] | None = None) -> dict[str, object]:
+    """Choose the LightGBM setting on validation, then score the test rows once per seed.
+
+    The setting is chosen from `grid` (default `LGBM_GRID`) by pooled validation PR-AUC with the
+    first seed; the test rows never take part in the choice.
+    """
+    from sklearn.metrics import average_precision_score
+
+    grid = grid or LGBM_GRID
+    first = {name: _fit_score(parts, split, params, seeds[0]) for name, params in grid.items()}
+    chosen = max(first, key=lambda name: first[name][4])
     runs: list[dict[str, float]] = []
     for seed in seeds:
-        preds, scores, ys, typs = [], [], [], []
-        for x, y, typology in parts:
-            n = len(y)
-            a, b = int(n * split[0]), int(n * split[1])
-            model = lgb.LGBMClassifier(**{**LGBM, "random_state": seed}).fit(x[:a], y[:a])
-            prec, rec, thr = precision_recall_curve(y[a:b], model.predict_proba(x[a:b])[:, 1])
-            f1 = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
-            threshold = float(thr[int(np.argmax(f1[:-1]))]) if len(thr) else 0.5
-            p_test = model.predict_proba(x[b:])[:, 1]
-            preds.append(p_test >= threshold)
-            scores.append(p_test)
-            ys.append(y[b:])
-            typs.append(typology[b:])
-        pred, score, y_test, typ = (np.concatenate(c) for c in (preds, scores, ys, typs))
+        fitted = first[chosen] if seed == seeds[0] else _fit_score(parts, split, grid[chosen], seed)
+        pred, score, y_test, typ, _ = fitted
         f, p, r = _f1(pred, y_test)
         run = {"f1": f, "precision": p, "recall": r, "pr_auc": float(average_precision_score(y_test, score))}
         for t in sorted({str(t) for t in typ[y_test == 1]}):
@@ -137,6 +173,8 @@ def evaluate(parts: list[Part], split: tuple[float, float], seeds: tuple[int, ..
     # The pooled test rows are the same for every seed: count them from the last one.
     out["positives"] = {t: int(((typ == t) & (y_test == 1)).sum()) for t in sorted({str(t) for t in typ[y_test == 1]})}
     out["test_positives"] = int(y_test.sum())
+    out["setting"] = chosen
+    out["validation_pr_auc"] = {name: round(r[4], 4) for name, r in first.items()}
     return out
 
 
@@ -154,6 +192,8 @@ def report(dataset: str, name: str, res: dict[str, object], seeds: tuple[int, ..
         return f"{mean:.3f} ± {std:.3f}"
 
     gfb.say(dataset, f"f1.{name}", ms("f1"), f"over seeds {seeds}, {res['test_positives']} test positives")
+    gfb.say(dataset, f"lightgbm.{name}", repr(res["setting"]),
+            f"(validation PR-AUC per setting: {res['validation_pr_auc']})")
     for key in ("precision", "recall", "pr_auc"):
         gfb.say(dataset, f"{key}.{name}", ms(key))
     for t, n in res["positives"].items():  # type: ignore[union-attr]
@@ -164,13 +204,13 @@ def table(results: list[tuple[str, str, int, float | None, dict[str, object]]]) 
     """All results as one Markdown table (rows: dataset and feature set)."""
     kinds = sorted({t for *_, r in results for t in r["positives"]})  # type: ignore[union-attr]
     typology_cols = " | ".join(f"F1 {t}" for t in kinds)
-    print(f"\n| data (rows) | features | extraction txn/s | F1 | PR-AUC | {typology_cols} |")
-    print("|---|---|---|---|---|" + "---|" * len(kinds))
+    print(f"\n| data (rows) | features | LightGBM | extraction txn/s | F1 | PR-AUC | {typology_cols} |")
+    print("|---|---|---|---|---|---|" + "---|" * len(kinds))
     for dataset, name, rows, rate, r in results:
         cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" for k in ("f1", "pr_auc")]  # type: ignore[index]
         cells += [f"{r[f'f1.{t}'][0]:.3f}" if f"f1.{t}" in r else "—" for t in kinds]  # type: ignore[index]
         speed = f"{rate:,.0f}" if rate else "—"
-        print(f"| {dataset} ({rows:,}) | {name} | {speed} | " + " | ".join(cells) + " |")
+        print(f"| {dataset} ({rows:,}) | {name} | {r['setting']} | {speed} | " + " | ".join(cells) + " |")
 
 
 def labels(df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +239,7 @@ def run(dataset: str, frames: list[pl.DataFrame], args: argparse.Namespace,
         raw = raw_features(df)
         feats, wall = timed(lambda: gf.transform(df).to_numpy().astype(np.float32))
         gfb.say(dataset, "extraction.tianluo_all_rows", df.height / wall, f"txn/s ({wall:.1f} s)")
-        res = evaluate([(np.hstack([raw, feats]), *labels(df))], split, seeds)
+        res = evaluate([(np.hstack([raw, feats]), *labels(df))], split, seeds, args.grid)
         del feats
         report(dataset, "raw+tianluo_all_rows", res, seeds)
         results.append((dataset, "raw+tianluo (all rows)", df.height, df.height / wall, res))
@@ -207,14 +247,14 @@ def run(dataset: str, frames: list[pl.DataFrame], args: argparse.Namespace,
             x = gfb.snap_input(df)
             snap, wall = timed(lambda: gfb.snap_daily("c", windows, x).astype(np.float32))
             gfb.say(dataset, "extraction.snapml_daily_all_rows", df.height / wall, f"txn/s ({wall:.1f} s)")
-            res = evaluate([(np.hstack([raw, snap]), *labels(df))], split, seeds)
+            res = evaluate([(np.hstack([raw, snap]), *labels(df))], split, seeds, args.grid)
             del snap
             report(dataset, "raw+snapml_daily_all_rows", res, seeds)
             results.append((dataset, "raw+snapml_daily (all rows)", df.height, df.height / wall, res))
 
 
-#: Columns added in GraphFeatures version 3 (2026-12-06); `raw+tianluo_v2` leaves them out.
-V3_COLUMNS = re.compile(r"pair_back_deg_|(new|night|back)_share_|amount_to_back_")
+#: Columns added in GraphFeatures version 4 (2026-12-06); `raw+tianluo_v3` leaves them out.
+V4_COLUMNS = re.compile("|".join(f"{name}_" for name, _, _ in RATIOS))
 
 
 def compare(dataset: str, heads: list[pl.DataFrame], gf: GraphFeatures, args: argparse.Namespace,
@@ -224,8 +264,8 @@ def compare(dataset: str, heads: list[pl.DataFrame], gf: GraphFeatures, args: ar
     seeds = tuple(range(args.seeds))
     n = sum(h.height for h in heads)
     causal = all(h.height <= args.snap_causal_rows for h in heads)
-    keep = [k for k, c in enumerate(gf.feature_names) if not V3_COLUMNS.match(c)]
-    sets: dict[str, list[Part]] = {name: [] for name in ("raw", "raw+tianluo", "raw+tianluo_v2", "raw+snapml_batch")}
+    keep = [k for k, c in enumerate(gf.feature_names) if not V4_COLUMNS.match(c)]
+    sets: dict[str, list[Part]] = {name: [] for name in ("raw", "raw+tianluo", "raw+tianluo_v3", "raw+snapml_batch")}
     if causal:
         sets["raw+snapml_causal"] = []
     if args.snap_daily:
@@ -238,7 +278,7 @@ def compare(dataset: str, heads: list[pl.DataFrame], gf: GraphFeatures, args: ar
         feats, wall = timed(lambda head=head: gf.transform(head).to_numpy().astype(np.float32))
         walls["raw+tianluo"] += wall
         sets["raw+tianluo"].append((np.hstack([raw, feats]), y, typ))
-        sets["raw+tianluo_v2"].append((np.hstack([raw, feats[:, keep]]), y, typ))
+        sets["raw+tianluo_v3"].append((np.hstack([raw, feats[:, keep]]), y, typ))
         x = gfb.snap_input(head)
         snap, wall = timed(lambda x=x: gfb.snap_batch("c", windows, x).astype(np.float32))
         walls["raw+snapml_batch"] += wall
@@ -255,7 +295,7 @@ def compare(dataset: str, heads: list[pl.DataFrame], gf: GraphFeatures, args: ar
         if wall:
             gfb.say(dataset, f"extraction.{name.removeprefix('raw+')}", n / wall, f"txn/s ({wall:.1f} s, 2 threads)")
     for name, parts in sets.items():
-        res = evaluate(parts, SPLITS[dataset], seeds)
+        res = evaluate(parts, SPLITS[dataset], seeds, args.grid)
         report(dataset, name, res, seeds)
         results.append((dataset, name, n, n / walls[name] if walls[name] else None, res))
 
@@ -278,7 +318,10 @@ def main() -> None:
                     help="seeds for Tianluo on all simulated rows (0: skip; the comparison runs on the leading rows)")
     ap.add_argument("--all-rows-only", action="store_true",
                     help="skip the side-by-side comparison; only Tianluo on all simulated rows")
+    ap.add_argument("--lightgbm", default="", choices=["", *LGBM_GRID],
+                    help="one LightGBM setting for every feature set instead of choosing from LGBM_GRID on validation")
     args = ap.parse_args()
+    args.grid = {args.lightgbm: LGBM_GRID[args.lightgbm]} if args.lightgbm else LGBM_GRID
     numba.set_num_threads(gfb.THREADS)
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(gfb.header(), flush=True)

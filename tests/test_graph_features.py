@@ -74,8 +74,19 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
     for i in range(n):
         t, u, v = ts[i], src[i], dst[i]
         f: list[float] = []
+        ratios: list[float] = []
+
+        def div(a: float, b: float) -> float:
+            return a / b if b else np.nan
+
         for w in windows:
             win = [j for j in range(i + 1) if ts[j] > t - w]
+            for x, payer in ((u, True), (v, False)):  # flow-through, fan ratio, repeats of the payer, then the payee
+                outs, ins = [j for j in win if src[j] == x], [j for j in win if dst[j] == x]
+                payees, payers = {dst[j] for j in outs}, {src[j] for j in ins}
+                ratios += [div(sum(amt[j] for j in outs), sum(amt[j] for j in ins)), div(len(payers), len(payees)),
+                           div(len(outs), len(payees)) if payer else div(len(ins), len(payers))]
+            ratios[-6:] = [ratios[-6], ratios[-3], ratios[-5], ratios[-2], ratios[-4], ratios[-1]]
             for acct, side in (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out")):
                 x = u if acct == "src" else v
                 es = [j for j in win if (src[j] if side == "out" else dst[j]) == x]
@@ -125,7 +136,7 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
                 if ts[j] > t - w and src[j] != dst[j]:
                     adj.setdefault(src[j], []).append((dst[j], j))
             f.append(0 if u == v else _simple_paths(adj, v, u, length - 1, temporal))
-        out.append(f)
+        out.append(f + ratios)
     return np.array(out, np.float64)
 
 
@@ -196,6 +207,19 @@ def test_first_contacts_and_night_payments_as_shares():
     assert utc["night_share_out_src_1d"].to_list() == pytest.approx([0, 0, 1 / 2, 1])
     with pytest.raises(ValueError, match="night_hours"):
         GraphFeatures(night_hours=(6, 6)).transform(df)
+
+
+def test_ratios_describe_a_pass_through_account():
+    # Three payers pay the mule 100 each; it forwards 290 to one upstream account; a fourth pays it again.
+    out = GraphFeatures(windows=("1d",)).transform(frame(
+        [("p1", "mule", 0, 100), ("p2", "mule", 60, 100), ("p3", "mule", 120, 100), ("mule", "up", 600, 290),
+         ("p1", "mule", 700, 100)]))
+    fwd, last = row(out, 3), row(out, 4)
+    assert fwd["through_src_1d"] == pytest.approx(290 / 300)  # paid on almost all it received
+    assert fwd["fan_ratio_src_1d"] == 3.0 and fwd["repeat_out_src_1d"] == 1.0
+    assert fwd["through_dst_1d"] == 0.0 and np.isnan(fwd["fan_ratio_dst_1d"])  # "up" received, paid no one
+    assert row(out, 0)["through_dst_1d"] == 0.0 and np.isnan(row(out, 0)["through_src_1d"])
+    assert last["repeat_in_dst_1d"] == pytest.approx(4 / 3) and last["through_dst_1d"] == pytest.approx(290 / 400)
 
 
 def test_three_cycle_is_closed_by_its_last_edge_only():

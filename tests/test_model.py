@@ -138,6 +138,15 @@ def test_describe_feature_speaks_with_values() -> None:
         "80% of what the payee received in the 7 days up to this transaction came from payers that had not paid "
         "it before (first contacts)"
     )
+    assert describe_feature("through_src_7d", {"through_src_7d": 0.98}) == (
+        "payer paid out 98% of what it received in the 7 days up to this transaction"
+    )
+    assert describe_feature("fan_ratio_dst_30d", {"fan_ratio_dst_30d": None}) == (
+        "payee paid no one in the 30 days up to this transaction"
+    )
+    assert describe_feature("repeat_in_dst_1d", {"repeat_in_dst_1d": 1.0}) == (
+        "payee was paid by each payer 1.0 times on average in the 1 day up to this transaction"
+    )
     # A column no template knows still reads as words with its value.
     assert describe_feature("burst_score_3h", {"burst_score_3h": 0.25}) == "burst score 3h is 0.25"
 

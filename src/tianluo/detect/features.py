@@ -475,6 +475,31 @@ _TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, M
         ),
     ),
     (
+        re.compile(r"through_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(1)]} paid out {v:.0%} of what it received in the {_window(m.group(2))} "
+            "up to this transaction"
+            if v is not None
+            else f"{_PARTY[m.group(1)]} received nothing in the {_window(m.group(2))} up to this transaction"
+        ),
+    ),
+    (
+        re.compile(r"fan_ratio_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(1)]} was paid by {v:.1f}x as many accounts as it paid in the "
+            f"{_window(m.group(2))} up to this transaction"
+            if v is not None
+            else f"{_PARTY[m.group(1)]} paid no one in the {_window(m.group(2))} up to this transaction"
+        ),
+    ),
+    (
+        re.compile(r"repeat_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(2)]} {'paid each payee' if m.group(1) == 'out' else 'was paid by each payer'} "
+            f"{v or 0.0:.1f} times on average in the {_window(m.group(3))} up to this transaction"
+        ),
+    ),
+    (
         re.compile(r"pair_back_deg_(\d+[smhdw])"),
         lambda m, v, r: (
             f"payee paid this payer {_count(v, 'time')} in the {_window(m.group(1))} before: money going back"

@@ -3,7 +3,8 @@
 Every transaction gets features of the payer (`src`) and payee (`dst`) accounts over
 sliding windows (distinct counterparties, transaction counts, amount statistics, shares
 of round amounts, of first contacts, of night-time payments and of money paid back,
-payments back along the pair, time since previous and first activity) and counts of the graph
+payments back along the pair, time since previous and first activity, and scale-free ratios of
+these: flow-through, fan-in over fan-out, payments per counterparty) and counts of the graph
 patterns it takes part in (scatter-gather, time-respecting cycles and length-bounded
 cycles). Only the past is used: transactions are processed in time order, ties in the
 order the rows arrive, and a transaction sees every transaction before it in that
@@ -63,6 +64,23 @@ def window_label(seconds: int) -> str:
     return f"{seconds}s"
 
 
+#: Ratios of two columns of the same window (version 4): (name, numerator, denominator), each
+#: `<name>_<window>`, NaN when the denominator is 0. Counts and sums grow with a scheme's age and
+#: size; ratios do not, so a model that learnt a scheme from its first weeks still knows its later
+#: weeks and schemes of other sizes (a fundraiser's second round of "interest", a bigger mule
+#: ring). Flow-through is what a pass-through account shows (mule, rapid in-and-out, collector
+#: cards swept nightly); fan ratios tell a gatherer from a scatterer; repeats tell one payment
+#: each to many strangers from regular dealings with a few.
+RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("through_src", "amount_sum_out_src", "amount_sum_in_src"),
+    ("through_dst", "amount_sum_out_dst", "amount_sum_in_dst"),
+    ("fan_ratio_src", "fan_in_src", "fan_out_src"),
+    ("fan_ratio_dst", "fan_in_dst", "fan_out_dst"),
+    ("repeat_out_src", "deg_out_src", "fan_out_src"),
+    ("repeat_in_dst", "deg_in_dst", "fan_in_dst"),
+)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """The resolved configuration the kernels run with (windows in microseconds)."""
@@ -81,6 +99,7 @@ class _Plan:
     col_sg: int
     col_tc: int
     col_lc: int
+    ratios: np.ndarray  # (k, 3) columns: ratio, numerator, denominator
 
     @property
     def horizon_us(self) -> int:
@@ -116,7 +135,9 @@ class GraphFeatures(FeatureExtractor):
     """
 
     name = "graph_features"
-    version = "3"  # 2: pair_deg_W; 3: 30-day window, pair_back_deg_W, amount_to_back_W, new/night/back shares
+    # 2: pair_deg_W; 3: 30-day window, pair_back_deg_W, amount_to_back_W, new/night/back shares;
+    # 4: RATIOS (flow-through, fan ratios, repeats per window)
+    version = "4"
 
     def __init__(
         self,
@@ -189,12 +210,18 @@ class GraphFeatures(FeatureExtractor):
         if lc:
             col_lc = len(names)
             names.append(f"lc_cycles_{window_label(lc)}")
+        ratios = []
+        for w in wins:
+            lab = window_label(w)
+            for ratio, num, den in RATIOS:
+                ratios.append((len(names), names.index(f"{num}_{lab}"), names.index(f"{den}_{lab}")))
+                names.append(f"{ratio}_{lab}")
         return _Plan(
             windows_us=np.array(wins, np.int64) * _US, sg_us=sg * _US, tc_us=tc * _US, lc_us=lc * _US,
             tc_len=int(self.temporal_cycle_max_len), lc_len=int(self.lc_cycle_max_len),
             budget=int(self.search_budget), round_cents=int(cents), offset_s=offset_s,
             night=(night[0], night[1]), names=tuple(names),
-            col_sg=col_sg, col_tc=col_tc, col_lc=col_lc,
+            col_sg=col_sg, col_tc=col_tc, col_lc=col_lc, ratios=np.array(ratios, np.int64).reshape(-1, 3),
         )
 
     @property
@@ -288,6 +315,7 @@ class GraphFeatures(FeatureExtractor):
                 )
             finally:
                 numba.set_parallel_chunksize(previous)
+        _fill_ratios(out, plan.ratios)
         return out
 
     # -- online ----------------------------------------------------------------------------------
@@ -295,6 +323,14 @@ class GraphFeatures(FeatureExtractor):
     def online(self) -> OnlineGraphState:
         """An empty incremental state that scores transactions one at a time with these settings."""
         return OnlineGraphState(self)
+
+
+def _fill_ratios(out: np.ndarray, ratios: np.ndarray) -> None:
+    """Write the `RATIOS` columns of `out` (rows = transactions) from the columns they divide."""
+    for col, num, den in ratios:
+        d = out[:, den]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, col] = np.where(d > 0, out[:, num] / d, np.nan)
 
 
 def _is_night(plan: _Plan, ts_us: np.ndarray | int) -> np.ndarray | bool:
@@ -476,6 +512,7 @@ class OnlineGraphState:
             plan.budget, self._scr, self._ticks,
         ):
             self._relist()  # edge i is not in the lists yet: rebuilding from [0, i) is exact
+        _fill_ratios(out.reshape(1, -1), plan.ratios)
         self._n = i + 1
         self._last_ts = t
         return out

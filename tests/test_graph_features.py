@@ -116,6 +116,9 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
         f += [amt[i] / mean_out, amt[i] / mean_in]
         last_in = [j for j in range(i) if dst[j] == u]
         f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
+        # paid out since that last receipt (this payment included), over it
+        f.append(sum(amt[j] for j in range(last_in[-1] + 1, i + 1) if src[j] == u) / amt[last_in[-1]]
+                 if last_in else np.nan)
         # scatter-gather: (s, d) pairs joined by >= 2 intermediaries, edge i among their edges
         e_sg = [j for j in range(i + 1) if ts[j] > t - sg and src[j] != dst[j]]
         pairs = {(src[j], dst[j]) for j in e_sg}
@@ -220,6 +223,13 @@ def test_ratios_describe_a_pass_through_account():
     assert fwd["through_dst_1d"] == 0.0 and np.isnan(fwd["fan_ratio_dst_1d"])  # "up" received, paid no one
     assert row(out, 0)["through_dst_1d"] == 0.0 and np.isnan(row(out, 0)["through_src_1d"])
     assert last["repeat_in_dst_1d"] == pytest.approx(4 / 3) and last["through_dst_1d"] == pytest.approx(290 / 400)
+    assert fwd["paid_since_last_in_src"] == pytest.approx(290 / 100)  # three receipts of 100, forwarded at once
+    drain = GraphFeatures(windows=("1d",)).transform(frame(
+        [("big", "hub", 0, 1000), ("hub", "x", 60, 400), ("hub", "y", 120, 590), ("z", "hub", 180, 10),
+         ("hub", "x", 240, 5)]))
+    assert drain["paid_since_last_in_src"].to_list()[1:3] == pytest.approx([0.4, 0.99])  # 快进快出: 99 % gone
+    assert drain["paid_since_last_in_src"].to_list()[4] == pytest.approx(0.5)  # a new receipt starts again
+    assert np.isnan(drain["paid_since_last_in_src"].to_list()[0])  # "big" never received anything
 
 
 def test_three_cycle_is_closed_by_its_last_edge_only():

@@ -147,6 +147,9 @@ def test_describe_feature_speaks_with_values() -> None:
     assert describe_feature("repeat_in_dst_1d", {"repeat_in_dst_1d": 1.0}) == (
         "payee was paid by each payer 1.0 times on average in the 1 day up to this transaction"
     )
+    assert describe_feature("paid_since_last_in_src", {"paid_since_last_in_src": 0.99}) == (
+        "since it last received money the payer has paid out 99% of that amount, this payment included"
+    )
     # A column no template knows still reads as words with its value.
     assert describe_feature("burst_score_3h", {"burst_score_3h": 0.25}) == "burst score 3h is 0.25"
 

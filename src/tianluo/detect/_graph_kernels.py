@@ -41,9 +41,12 @@ FLAG_BACK = 8
 # --- per-window float accumulators: vf[window, account, field] (value, compensation pairs) -----
 SUM_OUT, SUMC_OUT, SQ_OUT, SQC_OUT, SUM_IN, SUMC_IN, SQ_IN, SQC_IN, MAX_OUT, MIN_OUT, MAX_IN, MIN_IN = range(12)
 N_FLOAT_FIELDS = 12
-# --- per-account times: vt[field, account]; amount of the last inflow: v_in_amt[account] ---------
+# --- per-account times: vt[field, account] ------------------------------------------------------
 FIRST_TS, LAST_TS, LAST_IN_TS = range(3)
 N_TIME_FIELDS = 3
+# --- per-account amounts: v_in_amt[field, account]: the last inflow, and payments made since it --
+LAST_IN_AMT, PAID_SINCE_IN = range(2)
+N_IN_FIELDS = 2
 NO_TS = np.iinfo(np.int64).min
 
 #: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares,
@@ -344,17 +347,22 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
     out[c + 3] = (t - vt[FIRST_TS, v]) / 1e6
     out[c + 4] = a / out[last + 3] if out[last + 3] > 0.0 else np.nan
     out[c + 5] = a / out[last + 17] if out[last + 17] > 0.0 else np.nan
-    # Pass-through: how soon, and how much of it, the payer sends on what it last received.
-    if vt[LAST_IN_TS, u] != NO_TS:
+    # Pass-through: how soon, and how much of it, the payer sends on what it last received, and how
+    # much of that it has paid out since (this payment included): 快进快出 drains it within hours.
+    v_in_amt[PAID_SINCE_IN, u] += a
+    if vt[LAST_IN_TS, u] != NO_TS and v_in_amt[LAST_IN_AMT, u] > 0.0:
         out[c + 6] = (t - vt[LAST_IN_TS, u]) / 1e6
-        out[c + 7] = a / v_in_amt[u] if v_in_amt[u] > 0.0 else np.nan
+        out[c + 7] = a / v_in_amt[LAST_IN_AMT, u]
+        out[c + 8] = v_in_amt[PAID_SINCE_IN, u] / v_in_amt[LAST_IN_AMT, u]
     else:
-        out[c + 6] = np.nan
+        out[c + 6] = (t - vt[LAST_IN_TS, u]) / 1e6 if vt[LAST_IN_TS, u] != NO_TS else np.nan
         out[c + 7] = np.nan
+        out[c + 8] = np.nan
     vt[LAST_TS, u] = t
     vt[LAST_TS, v] = t
     vt[LAST_IN_TS, v] = t
-    v_in_amt[v] = a
+    v_in_amt[LAST_IN_AMT, v] = a
+    v_in_amt[PAID_SINCE_IN, v] = 0.0
 
 
 @njit(cache=True)

@@ -438,6 +438,14 @@ _TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, M
         ),
     ),
     (
+        re.compile(r"paid_since_last_in_src"),
+        lambda m, v, r: (
+            f"since it last received money the payer has paid out {v:.0%} of that amount, this payment included"
+            if v is not None
+            else "payer had no earlier inflow"
+        ),
+    ),
+    (
         re.compile(r"secs_since_first_(src|dst)"),
         lambda m, v, r: f"{_PARTY[m.group(1)]} first seen {_duration(v or 0.0)} before this transaction",
     ),

@@ -136,7 +136,7 @@ class GraphFeatures(FeatureExtractor):
 
     name = "graph_features"
     # 2: pair_deg_W; 3: 30-day window, pair_back_deg_W, amount_to_back_W, new/night/back shares;
-    # 4: RATIOS (flow-through, fan ratios, repeats per window)
+    # 4: RATIOS (flow-through, fan ratios, repeats per window), paid_since_last_in_src
     version = "4"
 
     def __init__(
@@ -196,7 +196,7 @@ class GraphFeatures(FeatureExtractor):
         longest = window_label(wins[-1])
         names += ["secs_since_prev_src", "secs_since_prev_dst", "secs_since_first_src", "secs_since_first_dst",
                   f"amount_to_mean_out_src_{longest}", f"amount_to_mean_in_dst_{longest}",
-                  "secs_since_last_in_src", "amount_to_last_in_src"]
+                  "secs_since_last_in_src", "amount_to_last_in_src", "paid_since_last_in_src"]
         sg = parse_window(self.scatter_gather) if self.scatter_gather is not None else 0
         tc = parse_window(self.temporal_cycles) if self.temporal_cycles is not None else 0
         lc = parse_window(self.lc_cycles) if self.lc_cycles is not None else 0
@@ -297,7 +297,8 @@ class GraphFeatures(FeatureExtractor):
             out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount), plan.windows_us,
             np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
             np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
-            np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64), np.zeros(n_accounts),
+            np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64),
+            np.zeros((kernels.N_IN_FIELDS, n_accounts)),
             np.zeros((n_win, keys.shape[0]), np.int64),
         )
         if plan.col_sg >= 0 or plan.col_tc >= 0 or plan.col_lc >= 0:
@@ -393,7 +394,7 @@ class OnlineGraphState:
         self._vi = np.zeros((n_win, 64, kernels.N_INT_FIELDS), np.int64)
         self._vf = np.zeros((n_win, 64, kernels.N_FLOAT_FIELDS), np.float64)
         self._vt = np.full((kernels.N_TIME_FIELDS, 64), kernels.NO_TS, np.int64)
-        self._v_in_amt = np.zeros(64)
+        self._v_in_amt = np.zeros((kernels.N_IN_FIELDS, 64))
         self._pc = np.zeros((n_win, 64), np.int64)
         self._scr = np.zeros((kernels.N_SCRATCH, 64), np.int64)
         self._ticks = np.zeros(1, np.int64)

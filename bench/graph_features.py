@@ -298,10 +298,12 @@ def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace) -> None:
     say(dataset, "snapml_rows", n_snap, "(leading rows Snap ML is run on)")
     hub, edges = densest_window(head, min(windows, key=parse_window))
     say(dataset, "densest_account_window", edges, f"transactions of {hub} in one {min(windows, key=parse_window)}")
+    all_rows_wall: dict[str, float] = {}  # ours on every row, per level: the daily ratio reuses it
     for level in LEVELS:
         gf = ours(level, windows)
         gf.transform(df.head(2_000))  # compile / load the kernels outside the timing
         _, wall, cpu = timed(lambda gf=gf: gf.transform(df))
+        all_rows_wall[level] = wall
         say(dataset, f"throughput.{level}.tianluo", df.height / wall, f"txn/s (wall {wall:.1f} s, cpu {cpu:.1f} s)")
         if n_snap < df.height:
             _, wall, cpu = timed(lambda gf=gf: gf.transform(head))
@@ -319,8 +321,7 @@ def run(dataset: str, df: pl.DataFrame, args: argparse.Namespace) -> None:
         say(dataset, "throughput.c.snapml_daily", df.height / wall,
             f"txn/s over all rows, one call per UTC day (wall {wall:.1f} s, cpu {cpu:.1f} s)")
         del x
-        _, wall_ours, _ = timed(lambda: ours("c", windows).transform(df), 0)
-        say(dataset, "throughput.c.ratio_vs_daily", wall / wall_ours, "x")
+        say(dataset, "throughput.c.ratio_vs_daily", wall / all_rows_wall["c"], "x")
     n_causal = min(n_snap, args.snap_causal_rows)
     if n_causal and not args.skip_snapml:
         x = x_snap[:n_causal]

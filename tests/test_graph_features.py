@@ -81,12 +81,13 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
 
         for w in windows:
             win = [j for j in range(i + 1) if ts[j] > t - w]
-            for x, payer in ((u, True), (v, False)):  # flow-through, fan ratio, repeats of the payer, then the payee
-                outs, ins = [j for j in win if src[j] == x], [j for j in win if dst[j] == x]
-                payees, payers = {dst[j] for j in outs}, {src[j] for j in ins}
-                ratios += [div(sum(amt[j] for j in outs), sum(amt[j] for j in ins)), div(len(payers), len(payees)),
-                           div(len(outs), len(payees)) if payer else div(len(ins), len(payers))]
-            ratios[-6:] = [ratios[-6], ratios[-3], ratios[-5], ratios[-2], ratios[-4], ratios[-1]]
+            outs = {x: [j for j in win if src[j] == x] for x in (u, v)}
+            ins = {x: [j for j in win if dst[j] == x] for x in (u, v)}
+            payees = {x: {dst[j] for j in outs[x]} for x in (u, v)}
+            payers = {x: {src[j] for j in ins[x]} for x in (u, v)}
+            ratios += [div(sum(amt[j] for j in outs[x]), sum(amt[j] for j in ins[x])) for x in (u, v)]  # through
+            ratios += [div(len(payers[x]), len(payees[x])) for x in (u, v)]  # fan ratio
+            ratios += [div(len(outs[u]), len(payees[u])), div(len(ins[v]), len(payers[v]))]  # repeats
             for acct, side in (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out")):
                 x = u if acct == "src" else v
                 es = [j for j in win if (src[j] if side == "out" else dst[j]) == x]

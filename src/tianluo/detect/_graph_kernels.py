@@ -350,14 +350,10 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
     # Pass-through: how soon, and how much of it, the payer sends on what it last received, and how
     # much of that it has paid out since (this payment included): 快进快出 drains it within hours.
     v_in_amt[PAID_SINCE_IN, u] += a
-    if vt[LAST_IN_TS, u] != NO_TS and v_in_amt[LAST_IN_AMT, u] > 0.0:
-        out[c + 6] = (t - vt[LAST_IN_TS, u]) / 1e6
-        out[c + 7] = a / v_in_amt[LAST_IN_AMT, u]
-        out[c + 8] = v_in_amt[PAID_SINCE_IN, u] / v_in_amt[LAST_IN_AMT, u]
-    else:
-        out[c + 6] = (t - vt[LAST_IN_TS, u]) / 1e6 if vt[LAST_IN_TS, u] != NO_TS else np.nan
-        out[c + 7] = np.nan
-        out[c + 8] = np.nan
+    received = v_in_amt[LAST_IN_AMT, u]  # 0 until the payer first receives money
+    out[c + 6] = (t - vt[LAST_IN_TS, u]) / 1e6 if vt[LAST_IN_TS, u] != NO_TS else np.nan
+    out[c + 7] = a / received if received > 0.0 else np.nan
+    out[c + 8] = v_in_amt[PAID_SINCE_IN, u] / received if received > 0.0 else np.nan
     vt[LAST_TS, u] = t
     vt[LAST_TS, v] = t
     vt[LAST_IN_TS, v] = t

@@ -107,13 +107,18 @@ def oracle(src, dst, ts, amt, windows, sg, tc, lc, tc_len, lc_len, night=lambda 
             f += [np.mean([back[j] for j in out_u]), np.mean([back[j] for j in in_v])]
             came = [amt[j] for j in win if src[j] == v and dst[j] == u and j < i] if u != v else []
             f.append(amt[i] / sum(came) if came else np.nan)
+            # the payer's largest receipt in the window (ties: the latest), and what it paid out since
+            got = [j for j in win if dst[j] == u]
+            top = max(got, key=lambda j: (amt[j], j)) if got else None
+            f.append(div(sum(amt[j] for j in range(top + 1, i + 1) if src[j] == u), amt[top])
+                     if top is not None else np.nan)
         prev_u = [ts[j] for j in range(i) if u in (src[j], dst[j])]
         prev_v = [ts[j] for j in range(i) if v in (src[j], dst[j])]
         first_u = min([*prev_u, t])
         first_v = min([*prev_v, t])
         f += [t - prev_u[-1] if prev_u else np.nan, t - prev_v[-1] if prev_v else np.nan, t - first_u, t - first_v]
-        mean_out = f[(len(windows) - 1) * 39 + 3]
-        mean_in = f[(len(windows) - 1) * 39 + 17]
+        mean_out = f[(len(windows) - 1) * 40 + 3]
+        mean_in = f[(len(windows) - 1) * 40 + 17]
         f += [amt[i] / mean_out, amt[i] / mean_in]
         last_in = [j for j in range(i) if dst[j] == u]
         f += [t - ts[last_in[-1]], amt[i] / amt[last_in[-1]]] if last_in else [np.nan, np.nan]
@@ -231,6 +236,13 @@ def test_ratios_describe_a_pass_through_account():
     assert drain["paid_since_last_in_src"].to_list()[1:3] == pytest.approx([0.4, 0.99])  # 快进快出: 99 % gone
     assert drain["paid_since_last_in_src"].to_list()[4] == pytest.approx(0.5)  # a new receipt starts again
     assert np.isnan(drain["paid_since_last_in_src"].to_list()[0])  # "big" never received anything
+    # ... whereas the largest receipt in the window keeps counting through the small one: 995 of 1000 paid on
+    drained = drain["drained_max_in_src_1d"].to_list()
+    assert drained[1:3] == pytest.approx([0.4, 0.99]) and drained[4] == pytest.approx(0.995)
+    assert np.isnan(drained[0]) and np.isnan(drained[3])  # "big" and "z" never received anything
+    late = GraphFeatures(windows=("1d",)).transform(frame(
+        [("big", "hub", 0, 1000), ("hub", "x", 60, 400), ("z", "hub", 90_000, 10), ("hub", "x", 90_060, 5)]))
+    assert late["drained_max_in_src_1d"].to_list()[3] == pytest.approx(0.5)  # the 1000 left the window
 
 
 def test_three_cycle_is_closed_by_its_last_edge_only():

@@ -150,6 +150,9 @@ def test_describe_feature_speaks_with_values() -> None:
     assert describe_feature("paid_since_last_in_src", {"paid_since_last_in_src": 0.99}) == (
         "since it last received money the payer has paid out 99% of that amount, this payment included"
     )
+    assert describe_feature("drained_max_in_src_7d", {"drained_max_in_src_7d": 1.02}) == (
+        "since its largest receipt in the 7 days the payer has paid out 102% of that amount, this payment included"
+    )
     # A column no template knows still reads as words with its value.
     assert describe_feature("burst_score_3h", {"burst_score_3h": 0.25}) == "burst score 3h is 0.25"
 

@@ -44,20 +44,22 @@ N_FLOAT_FIELDS = 12
 # --- per-account times: vt[field, account] ------------------------------------------------------
 FIRST_TS, LAST_TS, LAST_IN_TS = range(3)
 N_TIME_FIELDS = 3
-# --- per-account amounts: v_in_amt[field, account]: the last inflow, and payments made since it --
-LAST_IN_AMT, PAID_SINCE_IN = range(2)
-N_IN_FIELDS = 2
+# --- per-account amounts: v_in_amt[field, account]: the last inflow, payments made since it, and --
+# --- every payment ever made (e_cum[e] keeps the payee's CUM_OUT as edge e arrived) ---------------
+LAST_IN_AMT, PAID_SINCE_IN, CUM_OUT = range(3)
+N_IN_FIELDS = 3
 NO_TS = np.iinfo(np.int64).min
 
 #: Columns per window: for each (account, side) in ROLES the stats in STATS, then two round-amount shares,
-#: the payments along this transaction's pair (src → dst) and back (dst → src), and the payer's outflows /
+#: the payments along this transaction's pair (src → dst) and back (dst → src), the payer's outflows /
 #: payee's inflows that were first contacts (FLAG_NEW), made at night (FLAG_NIGHT) or paid back (FLAG_BACK),
-#: as shares.
+#: as shares, this amount against the payments back, and how much of its largest receipt the payer has
+#: paid out since.
 ROLES = (("src", "out"), ("src", "in"), ("dst", "in"), ("dst", "out"))
 STATS = ("fan", "deg", "amount_sum", "amount_mean", "amount_std", "amount_min", "amount_max")
 SHARES = ("new_share_out_src", "new_share_in_dst", "night_share_out_src", "night_share_in_dst",
           "back_share_out_src", "back_share_in_dst")
-WINDOW_COLS = len(ROLES) * len(STATS) + 5 + len(SHARES)
+WINDOW_COLS = len(ROLES) * len(STATS) + 6 + len(SHARES)
 
 # --- per-query scratch rows: scr[row, account] --------------------------------------------------
 S_BSET, S_DIST, S_LD, S_FRONT, S_SEEN, S_PATH, S_MARK = range(7)
@@ -266,7 +268,7 @@ def _pair_sum(g, e_amt, q, lo, hi):
 
 
 @njit(cache=True)
-def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc):
+def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, e_cum, wins, ev, vi, vf, vt, v_in_amt, pc):
     """Slide every window to edge i, add it, and write its account features into `out`.
 
     `ev[k]` is the oldest edge still inside window k; edges leave when ts <= t - window,
@@ -305,6 +307,9 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
     if back >= 0 and pc[last_k, back] > 0:
         r |= FLAG_BACK
     e_flags[i] = r  # eviction reads it back when the edge leaves
+    # Running outflow totals: what an account paid between two of its edges is a difference of two.
+    v_in_amt[CUM_OUT, u] += a
+    e_cum[i] = v_in_amt[CUM_OUT, v]
     for k in range(n_win):
         _side_add(vi, vf, k, u, i, a, r, CNT_OUT, SUM_OUT, SQ_OUT, RND_OUT, FLAGS_OUT, MAXE_OUT, MINE_OUT, MAX_OUT,
                   MIN_OUT)
@@ -335,6 +340,15 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
         for b in range(3):
             out[base + 32 + 2 * b] = vi[k, u, FLAGS_OUT + b] / vi[k, u, CNT_OUT]
             out[base + 33 + 2 * b] = vi[k, v, FLAGS_IN + b] / vi[k, v, CNT_IN]
+        # Concentrated in, dispersed out: the share of the payer's largest receipt in the window paid
+        # out since it (this payment included). A busy account's last receipt is usually a small one,
+        # so "since the last receipt" resets all day; the largest one stands out until it leaves the
+        # window. _emit_side above left MAXE_IN valid (rescanned if the old maximum had left).
+        if vi[k, u, CNT_IN] > 0:
+            m = vi[k, u, MAXE_IN]
+            out[base + 39] = (v_in_amt[CUM_OUT, u] - e_cum[m]) / e_amt[m] if e_amt[m] > 0.0 else np.nan
+        else:
+            out[base + 39] = np.nan
     c = n_win * WINDOW_COLS
     last = (n_win - 1) * WINDOW_COLS
     out[c] = (t - vt[LAST_TS, u]) / 1e6 if vt[LAST_TS, u] != NO_TS else np.nan
@@ -362,7 +376,7 @@ def count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_
 
 
 @njit(cache=True)
-def count_batch(out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc):
+def count_batch(out, g, e_ts, e_amt, e_pair, e_flags, e_cum, wins, ev, vi, vf, vt, v_in_amt, pc):
     """`count_step` over every edge in order (rows of `out` are edges).
 
     The whole-history lists are revealed edge by edge (their ends advance with i), which
@@ -375,7 +389,7 @@ def count_batch(out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in
     for i in range(g.e_src.shape[0]):
         o_end[g.e_src[i]] += 1
         n_end[g.e_dst[i]] += 1
-        count_step(i, out[i], seen, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc)
+        count_step(i, out[i], seen, e_ts, e_amt, e_pair, e_flags, e_cum, wins, ev, vi, vf, vt, v_in_amt, pc)
 
 
 # ================================================================================================
@@ -673,7 +687,7 @@ def _make_room(seg, pools, tops, side, x):
 
 
 @njit(cache=True)
-def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc,
+def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_flags, e_cum, wins, ev, vi, vf, vt, v_in_amt, pc,
                 o_seg, o_pool, n_seg, n_pool, k_seg, k_dst, k_pid, p_seg, p_pool, tops,
                 col_sg, col_tc, col_lc, sg_w, tc_w, lc_w, tc_len, lc_len, budget, scr, ticks):
     """Score edge i (already written at index i) and add it to the state.
@@ -709,7 +723,7 @@ def online_step(i, out, e_src, e_dst, e_ts, e_amt, e_pair, e_flags, wins, ev, vi
         k_dst[at] = v
         k_pid[at] = pid
         k_seg[1, u] += 1
-    count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, wins, ev, vi, vf, vt, v_in_amt, pc)
+    count_step(i, out, g, e_ts, e_amt, e_pair, e_flags, e_cum, wins, ev, vi, vf, vt, v_in_amt, pc)
     t = e_ts[i]
     n = i + 1
     pattern_one(i, out, col_sg, col_tc, col_lc, _window_start(e_ts, n, t - sg_w), _window_start(e_ts, n, t - tc_w),
@@ -732,7 +746,7 @@ def _window_start(e_ts, n, oldest):
 
 
 @njit(cache=True)
-def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_flags, n, oldest_ts, ev, vi):
+def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_flags, e_cum, n, oldest_ts, ev, vi):
     """Drop the edges with ts <= oldest_ts (outside every window) and renumber the rest; returns how many."""
     keep = _window_start(e_ts, n, oldest_ts)
     if keep == 0:
@@ -744,6 +758,7 @@ def online_compact(e_src, e_dst, e_ts, e_amt, e_pair, e_flags, n, oldest_ts, ev,
     e_amt[:m] = e_amt[keep:n]
     e_pair[:m] = e_pair[keep:n]
     e_flags[:m] = e_flags[keep:n]
+    e_cum[:m] = e_cum[keep:n]
     for k in range(ev.shape[0]):
         ev[k] -= keep
     for k in range(vi.shape[0]):

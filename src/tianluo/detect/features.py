@@ -516,6 +516,15 @@ _TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, M
         ),
     ),
     (
+        re.compile(r"drained_max_in_src_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"since its largest receipt in the {_window(m.group(1))} the payer has paid out {v:.0%} of that amount, "
+            "this payment included"
+            if v is not None
+            else f"payer received nothing in the {_window(m.group(1))} before"
+        ),
+    ),
+    (
         re.compile(r"amount_to_back_(\d+[smhdw])"),
         lambda m, v, r: (
             f"amount is {v:.1%} of what the payee paid this payer in the {_window(m.group(1))} before"

@@ -136,8 +136,8 @@ class GraphFeatures(FeatureExtractor):
 
     name = "graph_features"
     # 2: pair_deg_W; 3: 30-day window, pair_back_deg_W, amount_to_back_W, new/night/back shares;
-    # 4: RATIOS (flow-through, fan ratios, repeats per window), paid_since_last_in_src
-    version = "4"
+    # 4: RATIOS (flow-through, fan ratios, repeats per window), paid_since_last_in_src; 5: drained_max_in_src_W
+    version = "5"
 
     def __init__(
         self,
@@ -192,7 +192,7 @@ class GraphFeatures(FeatureExtractor):
             names += [f"round_share_out_src_{lab}", f"round_share_in_dst_{lab}"]
             names += [f"pair_deg_{lab}", f"pair_back_deg_{lab}"]
             names += [f"{share}_{lab}" for share in kernels.SHARES]
-            names.append(f"amount_to_back_{lab}")
+            names += [f"amount_to_back_{lab}", f"drained_max_in_src_{lab}"]
         longest = window_label(wins[-1])
         names += ["secs_since_prev_src", "secs_since_prev_dst", "secs_since_first_src", "secs_since_first_dst",
                   f"amount_to_mean_out_src_{longest}", f"amount_to_mean_in_dst_{longest}",
@@ -294,7 +294,7 @@ class GraphFeatures(FeatureExtractor):
             *kernels.build_lists(pair, keys.shape[0]),
         )
         kernels.count_batch(
-            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount), plan.windows_us,
+            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount), np.zeros(n), plan.windows_us,
             np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
             np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
             np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64),
@@ -390,6 +390,7 @@ class OnlineGraphState:
         self._e_amt = np.zeros(capacity, np.float64)
         self._e_pair = np.zeros(capacity, np.int64)
         self._e_flags = np.zeros(capacity, np.int64)
+        self._e_cum = np.zeros(capacity, np.float64)
         self._ev = np.zeros(n_win, np.int64)
         self._vi = np.zeros((n_win, 64, kernels.N_INT_FIELDS), np.int64)
         self._vf = np.zeros((n_win, 64, kernels.N_FLOAT_FIELDS), np.float64)
@@ -445,7 +446,7 @@ class OnlineGraphState:
     def _compact(self) -> None:
         """Forget edges older than every window and pairs left without edges; grow the buffer if still full."""
         keep = kernels.online_compact(
-            self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags, self._n,
+            self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags, self._e_cum, self._n,
             self._last_ts - self._plan.horizon_us, self._ev, self._vi,
         )
         self._n -= keep
@@ -462,7 +463,7 @@ class OnlineGraphState:
         self._pairs = dict(zip(keys.tolist(), range(live.shape[0]), strict=True))
         if n >= self._e_src.shape[0] // 2:
             size = 2 * self._e_src.shape[0]
-            for name in ("_e_src", "_e_dst", "_e_ts", "_e_amt", "_e_pair", "_e_flags"):
+            for name in ("_e_src", "_e_dst", "_e_ts", "_e_amt", "_e_pair", "_e_flags", "_e_cum"):
                 a = getattr(self, name)
                 b = np.zeros(size, a.dtype)
                 b[: a.shape[0]] = a
@@ -505,7 +506,7 @@ class OnlineGraphState:
         out = np.empty(len(self.feature_names), np.float64)
         plan = self._plan
         while not kernels.online_step(
-            i, out, self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags,
+            i, out, self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags, self._e_cum,
             plan.windows_us, self._ev, self._vi, self._vf, self._vt, self._v_in_amt, self._pc,
             self._o_seg, self._o_pool, self._n_seg, self._n_pool, self._k_seg, self._k_dst, self._k_pid,
             self._p_seg, self._p_pool, self._tops,

@@ -510,14 +510,26 @@ def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset with labelled transactions.")],
     name: Annotated[str, typer.Option(help="Model name in the dataset's registry.")] = "default",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    graph_windows: Annotated[
+        str, typer.Option(help="Windows of the graph features' account statistics, comma-separated (e.g. 1d,7d).")
+    ] = "1d,7d,30d",
 ) -> None:
     """Train LightGBM on raw + graph features (temporal split, threshold chosen on validation); register it."""
+    from tianluo.detect.graph_features import parse_window
     from tianluo.detect.registry import train_on_dataset
 
+    windows = [w.strip() for w in graph_windows.split(",") if w.strip()]
+    try:
+        if not windows:
+            raise ValueError("give at least one window")
+        for w in windows:
+            parse_window(w)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--graph-windows") from exc
     _open(dataset)
     with _progress() as prog:
         prog.add_task("train", total=None, unit="")
-        model, version = train_on_dataset(dataset, name, seed=seed)
+        model, version = train_on_dataset(dataset, name, seed=seed, graph_windows=windows)
     console.print(
         f"registered model [bold]{escape(name)}[/] version {version} "
         f"({len(model.feature_names)} features, threshold {model.threshold:.4f})"

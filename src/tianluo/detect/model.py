@@ -165,9 +165,17 @@ def build_extractors(specs: Sequence[dict[str, Any]], accounts: pl.DataFrame | N
     return out
 
 
-def default_extractors(accounts: pl.DataFrame | None = None) -> list[FeatureExtractor]:
-    """Raw transaction features (with account age and type from `accounts`) and the temporal-graph features."""
-    return [TransactionFeatures(accounts), GraphFeatures()]
+def default_extractors(
+    accounts: pl.DataFrame | None = None, graph_windows: Sequence[str] | None = None
+) -> list[FeatureExtractor]:
+    """Raw transaction features (with account age and type from `accounts`) and the temporal-graph features.
+
+    `graph_windows` replaces the graph features' default windows (1 d, 7 d, 30 d): a bank whose
+    history is short, or whose validation shows the 30-day columns drifting (docs/models.md),
+    trains with ("1d", "7d").
+    """
+    graph = GraphFeatures() if graph_windows is None else GraphFeatures(windows=tuple(graph_windows))
+    return [TransactionFeatures(accounts), graph]
 
 
 def data_fingerprint(transactions: pl.DataFrame, label_col: str = "label") -> dict[str, Any]:

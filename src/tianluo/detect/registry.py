@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,17 +158,18 @@ def train_on_dataset(
     *,
     params: dict[str, Any] | None = None,
     seed: int = 0,
+    graph_windows: Sequence[str] | None = None,
 ) -> tuple[TrainedModel, int]:
     """Train on every labelled transaction of a dataset and register the model in `<dataset>/models/`.
 
     Default features: `default_extractors` with the dataset's accounts (for account age
-    and type); `params` and `seed` go to `train`. Returns the model (its `metrics` hold
+    and type) and `graph_windows`; `params` and `seed` go to `train`. Returns the model (its `metrics` hold
     validation and test figures) and its version.
     """
     ds = Dataset(dataset_root)
     tx = read_transactions(ds)
     if extractors is None:
-        extractors = default_extractors(pl.DataFrame(pl.from_arrow(ds.read("accounts"))))
+        extractors = default_extractors(pl.DataFrame(pl.from_arrow(ds.read("accounts"))), graph_windows)
     model = train(tx, extractors, params=params, seed=seed)
     model.training_data["dataset"] = str(ds.root)
     return model, ModelRegistry.for_dataset(ds.root).save(name, model)

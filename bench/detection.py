@@ -295,6 +295,25 @@ def snap_all_rows(dataset: str, df: pl.DataFrame, level: str, windows: tuple[str
     return snap, wall
 
 
+def drop_bulk_days(dataset: str, df: pl.DataFrame, limit: int) -> pl.DataFrame:
+    """`df` without the UTC days on which one account made more than `limit` payments (bulk runs), for both tools.
+
+    Snap ML's cost per call grows with the square of an account's payments in the window
+    (measured 2026-12-06 with fan / degree / statistics on one payer paying n accounts in a
+    day: 5,000 → 2 CPU s, 10,000 → 9, 20,000 → 40, 40,000 → 200), so a bank's quarterly interest
+    run (twice in the 5M set: 265,000 payments from one account in a day) keeps it busy for
+    hours. Leaving those days out lets it finish on millions of rows; ours do not need it.
+    """
+    day = (pl.col("ts").dt.epoch("s") // 86_400).alias("day")
+    busiest = df.group_by(day, "src_account").agg(pl.len().alias("n")).filter(pl.col("n") > limit)
+    bulk = busiest["day"].unique().sort().to_list()
+    out = df.filter(~day.is_in(bulk))
+    dates = ", ".join(str(dt.date(1970, 1, 1) + dt.timedelta(days=d)) for d in bulk)
+    gfb.say(dataset, "bulk_days_dropped", len(bulk), f"({dates}): {df.height - out.height:,} of {df.height:,} rows, "
+            f"one account making more than {limit:,} payments in a day")
+    return out
+
+
 #: Columns added in GraphFeatures version 4 (2026-12-06); `raw+tianluo_v3` leaves them out.
 V4_COLUMNS = re.compile("|".join(f"{name}_" for name, _, _ in RATIOS))
 
@@ -358,6 +377,9 @@ def main() -> None:
     ap.add_argument("--snap-all-rows-level", default="c", choices=gfb.LEVELS,
                     help="Snap ML's features on all rows with --snap-daily: a = fan/degree/stats, "
                          "b = + scatter-gather, c = + cycles (the full set)")
+    ap.add_argument("--drop-bulk-days", type=int, default=0, metavar="N",
+                    help="leave out the days on which one account makes more than N payments (bulk runs such as "
+                         "quarterly interest; Snap ML's cost is quadratic in them), for every tool")
     ap.add_argument("--snap-cache", type=Path, default=None,
                     help="keep Snap ML's all-rows daily features here and reuse them on later runs")
     ap.add_argument("--seeds", type=int, default=5, help="LightGBM seeds per feature set")
@@ -375,6 +397,8 @@ def main() -> None:
     results: list[tuple[str, str, int, float | None, dict[str, object]]] = []
     for name in args.datasets.split(","):
         frames = gfb.load_panel(args.workdir) if name == "panel" else [gfb.load(name, args.workdir, args.rows)]
+        if args.drop_bulk_days:
+            frames = [drop_bulk_days(name, df, args.drop_bulk_days) for df in frames]
         run(name, frames, args, results)
         print(f"# load after {name}: {os.getloadavg()[0]:.1f}", flush=True)
     table(results)

@@ -277,7 +277,7 @@ def snap_all_rows(dataset: str, df: pl.DataFrame, level: str, windows: tuple[str
     if stem is not None and stem.with_suffix(".npy").exists():
         took = json.loads(stem.with_suffix(".json").read_text())
         gfb.say(dataset, f"snapml_daily_{level}_all_rows.cached", str(stem.with_suffix(".npy")),
-                f"(extracted {took['when']}: {took['wall_s']} s wall, {took['cpu_s']} s CPU; {took.get('note', '')})")
+                f"(extracted {took['when']}: {took['wall_s']} s wall, {took['cpu_s']} s CPU)")
         gfb.say(dataset, f"cpu.snapml_daily_{level}_all_rows", df.height / took["cpu_s"],
                 f"txn per CPU second ({took['cpu_s']:.0f} s)")
         return np.load(stem.with_suffix(".npy")), took["wall_s"]

@@ -515,15 +515,12 @@ def train(
     ] = "1d,7d,30d",
 ) -> None:
     """Train LightGBM on raw + graph features (temporal split, threshold chosen on validation); register it."""
-    from tianluo.detect.graph_features import parse_window
+    from tianluo.detect.graph_features import GraphFeatures
     from tianluo.detect.registry import train_on_dataset
 
     windows = [w.strip() for w in graph_windows.split(",") if w.strip()]
     try:
-        if not windows:
-            raise ValueError("give at least one window")
-        for w in windows:
-            parse_window(w)
+        _ = GraphFeatures(windows=windows).feature_names  # the extractor's own checks, before reading the data
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--graph-windows") from exc
     _open(dataset)

@@ -559,54 +559,14 @@ def evaluate(
 from tianluo.api.cli import app as workspace_app  # noqa: E402 - sub-apps register after the main commands
 from tianluo.api.cli import serve  # noqa: E402
 from tianluo.cases.cli import app as cases_app  # noqa: E402
+from tianluo.detect.rules.cli import app as rules_app  # noqa: E402
 from tianluo.report.cli import app as report_app  # noqa: E402
 
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(report_app, name="report")
 app.add_typer(cases_app, name="cases")
-app.command("serve")(serve)
-
-rules_app = typer.Typer(help="Rule packs: list and validate.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
-
-
-@rules_app.command("list")
-def rules_list(
-    thresholds: Annotated[Path | None, typer.Option(help="Thresholds file overriding the defaults.")] = None,
-) -> None:
-    """List the built-in rules with their codes, versions and parameters."""
-    from tianluo.detect.rules import RuleError, load_rules, rule_table
-
-    try:
-        rows = rule_table(load_rules(thresholds=thresholds))
-    except RuleError as exc:
-        _fail(str(exc))
-    wanted = ["id", "name_zh", "report_kind", "typology", "crcd", "tosc", "goaml_indicator", "stcr", "version"]
-    cols = [c for c in wanted if c in rows.columns]
-    items = rows.to_dicts()
-    tab = Table(title="Rules", title_justify="left")
-    for c in cols:
-        tab.add_column(c)
-    for r in items:
-        tab.add_row(*(escape(str(r[c])) if r[c] is not None else "" for c in cols))
-    console.print(tab)
-
-
-@rules_app.command("validate")
-def rules_validate(
-    file: Annotated[Path, typer.Argument(help="Rule file (YAML) to check.")],
-    thresholds: Annotated[Path | None, typer.Option(help="Thresholds file the rules refer to.")] = None,
-) -> None:
-    """Check a rule file without running it; every problem is printed with its path in the tree."""
-    from tianluo.detect.rules import validate_rule_file
-
-    problems = validate_rule_file(file, thresholds)
-    for p in problems:
-        console.print(escape(p))
-    if problems:
-        raise typer.Exit(1)
-    console.print(f"{escape(str(file))}: valid")
-
+app.command("serve")(serve)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -238,6 +238,14 @@ ALERTS = Table(
         Field("tosc", pa.string(), "CAMLMAC suspected-crime code (TOSC, e.g. 0802, 1201) where one applies."),
         Field("goaml_indicator", pa.string(), "goAML report indicator code (e.g. SPOS, SPOEQ) where one applies."),
         Field("run_id", pa.string(), "The detection run that first raised it.", required=True, derived=True),
+        Field(
+            "shadow",
+            pa.bool_(),
+            "True for an alert of a rule version run in shadow (`tianluo detect --shadow-pack`): kept for "
+            "comparison in the `shadow_alerts` view, never queued, reported or traced; the `alerts` view holds "
+            "the live ones (a file without the column reads as live).",
+            derived=True,
+        ),
     ),
 )
 

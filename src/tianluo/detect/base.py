@@ -22,10 +22,12 @@ from tianluo.schema import ALERTS
 
 Kind = Literal["rule", "miner", "model"]
 
-#: Columns a detector fills in; `detector`, `detector_version`, `kind` and `alert_id`
+#: Columns a detector fills in; `detector`, `detector_version`, `kind`, `shadow` and `alert_id`
 #: are added by `finish_alerts`, `run_id` by the detection run.
 ALERT_BODY = [
-    f.name for f in ALERTS.fields if f.name not in ("alert_id", "detector", "detector_version", "kind", "run_id")
+    f.name
+    for f in ALERTS.fields
+    if f.name not in ("alert_id", "detector", "detector_version", "kind", "run_id", "shadow")
 ]
 
 
@@ -44,11 +46,17 @@ class DetectInput:
 
 
 class Detector(ABC):
-    """Base class: set `name`, `version`, `kind`; implement `detect`."""
+    """Base class: set `name`, `version`, `kind`; implement `detect`.
+
+    `shadow = True` marks a candidate version run beside the live one: its alerts are stored
+    with `shadow = true` (and ids of their own, so a shadow finding never stands in for the
+    live alert of the same fact) and stay out of the queue, reports and tracing.
+    """
 
     name: str = ""
     version: str = "1"
     kind: Kind = "rule"
+    shadow: bool = False
 
     def fit(self, data: DetectInput) -> Detector:
         """Learn from history (models); rules and miners have nothing to learn."""
@@ -76,10 +84,16 @@ class FeatureExtractor(ABC):
         return self.fit(transactions).transform(transactions)
 
 
-def alert_id(detector: str, subject_id: str, txn_ids: list[str]) -> str:
-    """Deterministic alert id: the same finding on the same evidence always has the same id."""
+def alert_id(detector: str, subject_id: str, txn_ids: list[str], *, shadow: bool = False) -> str:
+    """Deterministic alert id: the same finding on the same evidence always has the same id.
+
+    A shadow finding hashes differently from the live one: otherwise a shadow run would make the
+    live alert of the same fact "already known" and it would never reach the queue.
+    """
     h = hashlib.blake2b(digest_size=12)
     h.update(detector.encode())
+    if shadow:
+        h.update(b"\x00shadow")
     h.update(b"\x00" + subject_id.encode() + b"\x00")
     for t in sorted(txn_ids):
         h.update(t.encode() + b"\x01")
@@ -102,8 +116,10 @@ def finish_alerts(body: pl.DataFrame, detector: Detector) -> pa.Table:
         else:
             cols[name] = pl.Series(name, [None] * body.height, dtype=pl.from_arrow(pa.array([], spec[name].type)).dtype)
     df = pl.DataFrame(cols)
+    shadow = bool(detector.shadow)
     ids = [
-        alert_id(detector.name, s, t) for s, t in zip(df["subject_id"].to_list(), df["txn_ids"].to_list(), strict=True)
+        alert_id(detector.name, s, t, shadow=shadow)
+        for s, t in zip(df["subject_id"].to_list(), df["txn_ids"].to_list(), strict=True)
     ]
     df = df.with_columns(
         alert_id=pl.Series(ids, dtype=pl.String),
@@ -111,6 +127,7 @@ def finish_alerts(body: pl.DataFrame, detector: Detector) -> pa.Table:
         detector_version=pl.lit(detector.version),
         kind=pl.lit(detector.kind),
         run_id=pl.lit(None, pl.String),
+        shadow=pl.lit(shadow),
     )
     table = df.select(ALERTS.names).to_arrow()
     schema = pa.schema([pa.field(f.name, f.type, nullable=True) for f in ALERTS.fields])

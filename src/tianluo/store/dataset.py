@@ -7,6 +7,7 @@ Layout::
     <dataset>/accounts/part-<ingest>.parquet  (newest row per account_id wins)
     <dataset>/parties/part-<ingest>.parquet   (newest row per party_id wins)
     <dataset>/quarantine/part-<ingest>.parquet
+    <dataset>/alerts/part-<run>.parquet       live alerts (view `alerts`) and shadow ones (view `shadow_alerts`)
     <dataset>/reports/<ingest>.json           data-quality report of each ingest
     <dataset>/catalog.duckdb                  views over the files above, for ad-hoc SQL
 
@@ -32,13 +33,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tianluo.schema import ACCOUNTS, PARTIES, TABLES
+from tianluo.schema import ACCOUNTS, ALERTS, PARTIES, TABLES
 
 MANIFEST = "_manifest.json"
 CATALOG = "catalog.duckdb"
 FORMAT_VERSION = 1
 #: Tables whose rows are current state (the newest ingest's row per key wins).
 STATE_TABLES = {ACCOUNTS.name: ACCOUNTS.key, PARTIES.name: PARTIES.key}
+#: View of the alerts of rule versions run in shadow (`alerts.shadow`); `alerts` holds the live ones.
+SHADOW_ALERTS = "shadow_alerts"
 #: DuckDB's memory cap for a write: the 5M-row ingest must stay bounded.
 WRITE_MEMORY = "2GB"
 
@@ -205,6 +208,8 @@ class Dataset:
         if not files:
             return f"SELECT * FROM _empty_{table}"
         src = f"read_parquet({_sql_list(files)}, union_by_name = true)"
+        if table == ALERTS.name:
+            return self._alerts_sql(src, shadow=False)
         key = STATE_TABLES.get(table)
         if key is None:
             return f"SELECT * FROM {src}"
@@ -214,6 +219,14 @@ class Dataset:
             f"SELECT * FROM {src} QUALIFY row_number() OVER "
             f"(PARTITION BY {key} ORDER BY CASE ingest_id {cases} END DESC, source_line DESC) = 1"
         )
+
+    @staticmethod
+    def _alerts_sql(src: str, *, shadow: bool) -> str:
+        """Live (or shadow) alerts. Files written before the `shadow` column existed hold live alerts:
+        the empty typed table supplies the column, and a missing value reads as false."""
+        return (f"SELECT * REPLACE (coalesce(shadow, false) AS shadow) FROM "
+                f"(SELECT * FROM _empty_{ALERTS.name} UNION ALL BY NAME SELECT * FROM {src}) "
+                f"WHERE {'' if shadow else 'NOT '}coalesce(shadow, false)")
 
     def _install_views(self, con: duckdb.DuckDBPyConnection, *, temp: bool) -> None:
         kind = "TEMP VIEW" if temp else "VIEW"
@@ -225,6 +238,10 @@ class Dataset:
             )
             con.unregister(f"_arrow_empty_{name}")
             con.execute(f"CREATE OR REPLACE {kind} {name} AS {self._view_sql(name)}")
+        files = [str(p) for p in self.files(ALERTS.name)]
+        shadow = (self._alerts_sql(f"read_parquet({_sql_list(files)}, union_by_name = true)", shadow=True)
+                  if files else f"SELECT * FROM _empty_{ALERTS.name}")
+        con.execute(f"CREATE OR REPLACE {kind} {SHADOW_ALERTS} AS {shadow}")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with one view per canonical table (UTC session)."""
@@ -258,7 +275,7 @@ class Dataset:
 
     def count(self, table: str) -> int:
         """Number of visible rows of a canonical table."""
-        if table in STATE_TABLES:
+        if table in STATE_TABLES or table in (ALERTS.name, SHADOW_ALERTS):
             con = self.connect()
             try:
                 return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])

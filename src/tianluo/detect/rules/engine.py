@@ -155,6 +155,7 @@ class _RuleIdentity(Detector):
     def __init__(self, rule: Rule, owner: RuleDetector) -> None:
         self.name = rule.id
         self.version = rule.version_tag
+        self.shadow = owner.shadow
         self._owner = owner
         self._rule = rule
 
@@ -168,13 +169,16 @@ class RuleDetector(Detector):
     `thresholds` must be the ones the rules were loaded with (it also fixes the time zone and
     the internal account types of the leg view); `fx` converts to USD equivalents (default:
     the packaged FX table). `timings_` holds the seconds each rule took in the last run.
+    `shadow=True` runs the rules as a candidate beside the live version: their alerts are
+    stored with `shadow = true` and never queued (see `Detector`).
     """
 
     kind = "rule"
     name = "rules"
 
     def __init__(self, rules: Iterable[Rule] | None = None, *, thresholds: ThresholdsArg = None,
-                 fx: FxTable | None = None) -> None:
+                 fx: FxTable | None = None, shadow: bool = False) -> None:
+        self.shadow = shadow
         self.thresholds = _thresholds(thresholds)
         self.rules = list(rules) if rules is not None else load_rules(thresholds=self.thresholds)
         for rule in self.rules:
@@ -204,15 +208,19 @@ class RuleDetector(Detector):
             if wanted is not None and plan.rule.id not in wanted:
                 continue
             start = time.perf_counter()
-            tables.append(self._alerts(plan, legs))
+            tables.append(self.alerts_of(plan, plan.run(legs)))
             self.timings_[plan.rule.id] = time.perf_counter() - start
         if not tables:
             return _empty_alerts()
         return pa.concat_tables(tables)
 
-    def _alerts(self, plan: Plan, legs: pl.DataFrame) -> pa.Table:
+    def alerts_of(self, plan: Plan, body: pl.DataFrame) -> pa.Table:
+        """Alert rows of one rule from its `Plan.run` body, in the body's row order.
+
+        Kept apart from `detect` so a backtest can read each alert's measures (the body's
+        `__m_` columns) beside the finished alert.
+        """
         rule = plan.rule
-        body = plan.run(legs)
         tz = self.thresholds.value("timezone")
         body = body.with_columns(
             pl.col("ts_start").dt.convert_time_zone(tz).alias("__local_start"),

@@ -330,6 +330,11 @@ def detect(
     workspace: Annotated[
         Path | None, typer.Option(help="Also bring the new alerts into this workspace's case store (cases, queue).")
     ] = None,
+    shadow_pack: Annotated[
+        list[Path] | None,
+        typer.Option(help="Also run this rule pack or thresholds file in shadow: alerts stored with shadow = true, "
+                          "never queued (`tianluo alerts --shadow` lists them). Repeat to combine files."),
+    ] = None,
 ) -> None:
     """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
     from tianluo.detect.run import default_detectors, run_detection
@@ -342,6 +347,15 @@ def detect(
         if unknown:
             _fail(f"--only: unknown kind(s) {sorted(unknown)}; use rule, miner, model")
         detectors = [d for d in detectors if d.kind in kinds]
+    if shadow_pack:
+        from tianluo.detect.rules import RuleError
+        from tianluo.detect.rules.backtest import RuleVersion
+
+        try:
+            detectors.append(RuleVersion.from_files(shadow_pack, [thresholds] if thresholds else []).detector(
+                shadow=True))
+        except RuleError as exc:
+            _fail(str(exc))
     with _progress() as prog:
         task = prog.add_task("detect", total=len(detectors), unit="detectors")
 
@@ -386,6 +400,7 @@ def alerts(
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
     typology: Annotated[str | None, typer.Option(help="Only this typology.")] = None,
     detector: Annotated[str | None, typer.Option(help="Only this detector.")] = None,
+    shadow: Annotated[bool, typer.Option("--shadow", help="List the alerts of rule versions run in shadow.")] = False,
 ) -> None:
     """List alerts, highest score first, with their reasons."""
     ds = _open(dataset)
@@ -398,12 +413,13 @@ def alerts(
         where.append("detector = ?")
         params.append(detector)
     sql = (
-        "SELECT score, detector, typology, subject_id, len(txn_ids), amount_cny, reasons[1] FROM alerts"
+        "SELECT score, detector, typology, subject_id, len(txn_ids), amount_cny, reasons[1] FROM "
+        + ("shadow_alerts" if shadow else "alerts")
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY score DESC, amount_cny DESC NULLS LAST, alert_id LIMIT ?"
     )
     rows = con.execute(sql, [*params, int(limit)]).fetchall()
-    tab = Table(title="Alerts", title_justify="left")
+    tab = Table(title="Shadow alerts (never queued)" if shadow else "Alerts", title_justify="left")
     for col in ("score", "detector", "typology", "subject", "txns", "¥", "first reason"):
         tab.add_column(col)
     for r in rows:

@@ -105,9 +105,11 @@ def run_detection(
         existing = {a for p in ds.files("alerts") for a in pq.read_table(p, columns=["alert_id"]).column(0).to_pylist()}
         is_new = ~df["alert_id"].is_in(list(existing)) if existing else pl.Series([True] * df.height)
         fresh = df.filter(is_new)
-        for name, n in df.filter(~is_new).group_by("detector").len().iter_rows():
+        # Shadow alerts are counted apart from the live ones of the same rule.
+        label = pl.when(pl.col("shadow")).then(pl.col("detector") + " (shadow)").otherwise(pl.col("detector"))
+        for name, n in df.filter(~is_new).group_by(label).len().iter_rows():
             result.known[name] = n
-        for name, n in fresh.group_by("detector").len().iter_rows():
+        for name, n in fresh.group_by(label).len().iter_rows():
             result.new[name] = n
         if fresh.height == 0:
             return result

@@ -63,12 +63,16 @@ class RuleVersion:
 
     @classmethod
     def from_files(cls, files: Iterable[str | Path], thresholds: Iterable[str | Path] = ()) -> RuleVersion:
-        """Sort files into packs and thresholds by their content; no pack file means the built-in packs."""
+        """Sort files into packs and thresholds by their content; no pack file means the built-in packs.
+
+        `thresholds` (the bank's standing overrides) apply first, then the thresholds files among
+        `files`, so the change under test wins.
+        """
         packs: list[Path] = []
-        extra: list[Path] = []
+        changes: list[Path] = []
         for f in files:
-            (packs if file_kind(f) == "pack" else extra).append(Path(f))
-        return cls(tuple(packs) or None, (*extra, *(Path(t) for t in thresholds)))
+            (packs if file_kind(f) == "pack" else changes).append(Path(f))
+        return cls(tuple(packs) or None, (*(Path(t) for t in thresholds), *changes))
 
     def detector(self, *, shadow: bool = False) -> RuleDetector:
         """The rule detector of this version (raises RuleError with every problem of its files)."""

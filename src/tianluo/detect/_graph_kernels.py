@@ -646,15 +646,103 @@ def pattern_one(i, out, col_sg, col_tc, col_lc, ws_sg, ws_tc, ws_lc, tc_len, lc_
 
 
 @njit(cache=True, parallel=True)
-def pattern_batch(out, col_sg, col_tc, col_lc, ws_sg, ws_tc, ws_lc, tc_len, lc_len, budget, g, n_accounts, n_chunks):
-    """`pattern_one` for every edge, chunks in parallel: each query reads only edges before its own."""
-    n = g.e_src.shape[0]
+def pattern_batch(out, col_sg, col_tc, col_lc, ws_sg, ws_tc, ws_lc, tc_len, lc_len, budget, g, n_accounts, n_chunks,
+                  first):
+    """`pattern_one` for edges first.., chunks in parallel: each query reads only edges before its own.
+
+    `first` > 0 skips queries nobody will read (the settled scorer's halo rows, which are
+    scored again once their own horizon has passed).
+    """
+    n = g.e_src.shape[0] - first
     for c in prange(n_chunks):
         scr = np.zeros((N_SCRATCH, n_accounts), np.int64)
         ticks = np.zeros(1, np.int64)
-        for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
+        for i in range(first + c * n // n_chunks, first + (c + 1) * n // n_chunks):
             pattern_one(i, out[i], col_sg, col_tc, col_lc, ws_sg[i], ws_tc[i], ws_lc[i], tc_len, lc_len, budget,
                         g, scr, ticks)
+
+
+# ================================================================================================
+# Settled mode: window sums that do not depend on where a pass started
+# ================================================================================================
+
+
+@njit(cache=True)
+def block_sums(e_ts, e_amt, block_us, start, stop, pool):
+    """Running sums of amounts and squared amounts along each list, restarted at every time block.
+
+    Returns (pre, suf), each (2, len(pool)): at list position p, the sum over the list's
+    edges in p's block (ts // block_us) up to and including p (`pre`), and from p to the
+    block's last one (`suf`); row 0 amounts, row 1 squares. A look-ahead window
+    [t, t + block) spans at most two blocks, so its sum is one `suf` plus one `pre`: the
+    same floating-point operations on the same edges whether the history is one batch or a
+    buffered stream. A sliding sum would also carry the rounding residue of every edge it
+    ever evicted, which differs between the two.
+    """
+    m = pool.shape[0]
+    pre = np.empty((2, m))
+    suf = np.empty((2, m))
+    for x in range(start.shape[0]):
+        lo = start[x]
+        hi = stop[x]
+        for p in range(lo, hi):
+            a = e_amt[pool[p]]
+            if p > lo and e_ts[pool[p - 1]] // block_us == e_ts[pool[p]] // block_us:
+                pre[0, p] = pre[0, p - 1] + a
+                pre[1, p] = pre[1, p - 1] + a * a
+            else:
+                pre[0, p] = a
+                pre[1, p] = a * a
+        for p in range(hi - 1, lo - 1, -1):
+            a = e_amt[pool[p]]
+            if p < hi - 1 and e_ts[pool[p + 1]] // block_us == e_ts[pool[p]] // block_us:
+                suf[0, p] = a + suf[0, p + 1]
+                suf[1, p] = a * a + suf[1, p + 1]
+            else:
+                suf[0, p] = a
+                suf[1, p] = a * a
+    return pre, suf
+
+
+@njit(cache=True)
+def ahead_sums(out, col, who, e_ts, e_end, block_us, start, stop, pool, pre, suf):
+    """Sum, mean and population std of who[i]'s list edges with index in [i, e_end[i]) into out[i, col:col + 3].
+
+    Rows are edges in processing order; e_end[i] is the first edge at or after
+    e_ts[i] + block_us, so the window is the look-ahead [t, t + block_us) from edge i on.
+    NaN mean and std when the window is empty (as in `_emit_side`).
+    """
+    for i in range(out.shape[0]):
+        x = who[i]
+        lo, hi = _span(start, stop, pool, x, i, e_end[i])
+        n = hi - lo
+        if n == 0:
+            out[i, col] = 0.0
+            out[i, col + 1] = np.nan
+            out[i, col + 2] = np.nan
+            continue
+        edge = (e_ts[i] // block_us + 1) * block_us  # where the next block starts
+        a = lo
+        b = hi
+        while a < b:
+            mid = (a + b) >> 1
+            if e_ts[pool[mid]] < edge:
+                a = mid + 1
+            else:
+                b = mid
+        s = 0.0
+        q = 0.0
+        if a > lo:  # the rest of this block: all of it lies before t + block_us
+            s = suf[0, lo]
+            q = suf[1, lo]
+        if hi > a:  # the start of the next block
+            s += pre[0, hi - 1]
+            q += pre[1, hi - 1]
+        mean = s / n
+        var = q / n - mean * mean
+        out[i, col] = s
+        out[i, col + 1] = mean
+        out[i, col + 2] = np.sqrt(var) if var > 0.0 else 0.0
 
 
 # ================================================================================================

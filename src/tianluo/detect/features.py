@@ -372,9 +372,14 @@ def _history_words(m: re.Match[str], v: float | None) -> str:
     return f"{_PARTY[side]} {_VERB[flow]} {amount} in the {_window(window)} up to this transaction"
 
 
-def _graph_words(m: re.Match[str], v: float | None) -> str:
+def _span(window: str, ahead: bool = False) -> str:
+    """The stretch of time a window column covers: up to the transaction (causal) or from it on (settled)."""
+    return f"in the {_window(window)} {'from this transaction on' if ahead else 'up to this transaction'}"
+
+
+def _graph_words(m: re.Match[str], v: float | None, ahead: bool = False) -> str:
     stat, flow, side, window = m.groups()
-    who, span = _PARTY[side], f"in the {_window(window)} up to this transaction"
+    who, span = _PARTY[side], _span(window, ahead)
     if stat == "fan":
         direction = "paid" if flow == "out" else "received from"
         return f"{who} {direction} {_count(v or 0.0, 'distinct account')} {span}"
@@ -385,9 +390,110 @@ def _graph_words(m: re.Match[str], v: float | None) -> str:
     return f"{_GRAPH_STAT[stat]} the {who} {_VERB[flow]} {span}: {_money(v)}"
 
 
+_Template = Callable[[re.Match[str], float | None, Mapping[str, float | None]], str]
+
+#: Settled mode's look-ahead columns (`ahead_*`, graph_features): the same quantities over the horizon from the
+#: transaction on, so an investigator reads what happened after it, never a column name.
+_AHEAD_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
+    (
+        re.compile(r"ahead_(fan|deg|amount_(?:sum|mean|std|min|max))_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: _graph_words(m, v, ahead=True),
+    ),
+    (
+        re.compile(r"ahead_(round|night)_share_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{(v or 0.0):.0%} of what the {_PARTY[m.group(3)]} {_VERB[m.group(2)]} {_span(m.group(4), True)} "
+            + ("were round amounts" if m.group(1) == "round" else _SHARE_WORDS["night", m.group(2)])
+        ),
+    ),
+    (
+        re.compile(r"ahead_through_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(1)]} paid out {v:.0%} of what it received {_span(m.group(2), True)}"
+            if v is not None
+            else f"{_PARTY[m.group(1)]} received nothing {_span(m.group(2), True)}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_fan_ratio_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(1)]} was paid by {v:.1f}x as many accounts as it paid {_span(m.group(2), True)}"
+            if v is not None
+            else f"{_PARTY[m.group(1)]} paid no one {_span(m.group(2), True)}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_repeat_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(2)]} {'paid each payee' if m.group(1) == 'out' else 'was paid by each payer'} "
+            f"{v or 0.0:.1f} times on average {_span(m.group(3), True)}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_pair_back_deg_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"payee paid this payer back {_count(v, 'time')} in the {_window(m.group(1))} after it"
+            if v
+            else f"payee did not pay this payer back in the {_window(m.group(1))} after it"
+        ),
+    ),
+    (
+        re.compile(r"ahead_amount_to_back_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"amount is {v:.1%} of what the payee paid back to this payer in the {_window(m.group(1))} after it"
+            if v is not None
+            else f"nothing came back from the payee to this payer in the {_window(m.group(1))} after it"
+        ),
+    ),
+    (
+        re.compile(r"ahead_pair_deg_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"no other payment from this payer to this payee {_span(m.group(1), True)}"
+            if (v or 0.0) <= 1
+            else f"payer paid this payee {_count(v or 0.0, 'time')} {_span(m.group(1), True)}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_amount_to_mean_(out|in)_(src|dst)_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"amount is {v:.1f}x the {_PARTY[m.group(2)]}'s average "
+            f"{'outgoing' if m.group(1) == 'out' else 'incoming'} payment {_span(m.group(3), True)}"
+            if v is not None
+            else f"no {'outgoing' if m.group(1) == 'out' else 'incoming'} payments of the {_PARTY[m.group(2)]} "
+            f"{_span(m.group(3), True)}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_scatter_gather_width_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"widest scatter-gather pattern it is part of {_span(m.group(1), True)} "
+            f"runs through {_count(v or 0.0, 'intermediary account')}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_scatter_gather_(\d+[smhdw])"),
+        lambda m, v, r: f"part of {_count(v or 0.0, 'scatter-gather pattern')} {_span(m.group(1), True)}",
+    ),
+    (
+        re.compile(r"ahead_temporal_cycles_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"opens {_count(v or 0.0, 'payment cycle')} that {'brings' if (v or 0.0) == 1 else 'bring'} the money "
+            f"back to the payer within {_window(m.group(1))}"
+        ),
+    ),
+    (
+        re.compile(r"ahead_lc_cycles_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"opens {_count(v or 0.0, 'payment cycle')} back to the payer, in any order of time, "
+            f"within {_window(m.group(1))}"
+        ),
+    ),
+]
+
 #: (pattern, template): the first pattern that matches a feature name renders it. A template
 #: gets the match, the value (None when unknown) and the whole row (to quote a sibling value).
-_TEMPLATES: list[tuple[re.Pattern[str], Callable[[re.Match[str], float | None, Mapping[str, float | None]], str]]] = [
+_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
+    *_AHEAD_TEMPLATES,
     (
         re.compile(r"amount_cny_log10"),
         lambda m, v, r: f"amount {_money(10.0**v)}" if v is not None else "amount unknown",

@@ -13,6 +13,13 @@ order plus itself. A window of length `w` at time `t` is the half-open interval
 parallel) and `OnlineGraphState.update` (one transaction, incremental state) run the
 same kernels, so a backtest and a real-time score agree to the last bit.
 
+Settled mode (`GraphFeatures(horizon="1d")`, T+1 batch monitoring) keeps every causal
+column and adds `ahead_*` columns over the horizon after each transaction, [t, t + H):
+the rest of a payer's fan, the money leaving the payee after it arrived, payments back,
+cycles the payment opens. They come from the same kernels run over the time-reversed
+stream; `SettledGraphState` scores a stream the same way, releasing each transaction once
+its horizon has passed.
+
 The families mirror IBM Snap ML's `GraphFeaturePreprocessor` (fan, degree, vertex
 statistics, scatter-gather, temporal cycles, length-constrained cycles) so the two can
 be compared like for like; `docs/graph-features.md` lists every column and where
@@ -21,10 +28,12 @@ the definitions differ.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -102,13 +111,13 @@ class _Plan:
     ratios: np.ndarray  # (k, 3) columns: ratio, numerator, denominator
 
     @property
-    def horizon_us(self) -> int:
+    def lookback_us(self) -> int:
         """The longest look-back of any feature: older edges can be forgotten."""
         return int(max(int(self.windows_us.max()), self.sg_us, self.tc_us, self.lc_us))
 
 
 class GraphFeatures(FeatureExtractor):
-    """Causal temporal-graph features per transaction (see the module docstring and the feature list).
+    """Temporal-graph features per transaction, causal or settled (see the module docstring and the feature list).
 
     Parameters
     ----------
@@ -125,6 +134,11 @@ class GraphFeatures(FeatureExtractor):
     utc_offset_hours, night_hours: local time of the accounts (China by default) and the
         night as [start, end) local hours, for the ``night_share_*`` columns; by default the
         night (22:00-06:00 China time) the transaction features and reason codes use.
+    horizon: None (causal, the default: the real-time path) or the settled look-ahead H
+        ("1d", seconds, a timedelta): each row also gets `ahead_*` columns over [t, t + H),
+        this transaction and the later rows of its own instant included. `transform` refuses
+        a horizon longer than the data's time span. Stored as given so that a saved model's
+        spec rebuilds the same columns; the version becomes "<causal>+settled<n>".
     search_budget: how many edges the backward pruning search of one cycle query may read.
         Pruning only skips dead ends, so the budget trades pruning work against
         enumeration work on dense graphs; it never changes a count. On the simulated bank
@@ -152,6 +166,7 @@ class GraphFeatures(FeatureExtractor):
         search_budget: int = 200,
         utc_offset_hours: float = CHINA_UTC_OFFSET_S / 3600,
         night_hours: tuple[int, int] = (NIGHT_START_HOUR, NIGHT_END_HOUR),
+        horizon: Window | None = None,
     ) -> None:
         self.windows = tuple(windows)
         self.scatter_gather = scatter_gather
@@ -164,6 +179,11 @@ class GraphFeatures(FeatureExtractor):
         self.search_budget = search_budget
         self.utc_offset_hours = utc_offset_hours
         self.night_hours = night_hours
+        # Kept as given (a plain "1d"), so a saved model's spec rebuilds the same extractor.
+        self.horizon = horizon
+        if horizon is not None:
+            # Settled columns have their own revision: causal models keep version "5".
+            self.version = f"{GraphFeatures.version}+settled{SETTLED_VERSION}"
 
     # -- configuration ---------------------------------------------------------------------------
 
@@ -224,10 +244,62 @@ class GraphFeatures(FeatureExtractor):
             col_sg=col_sg, col_tc=col_tc, col_lc=col_lc, ratios=np.array(ratios, np.int64).reshape(-1, 3),
         )
 
+    def _settled(self) -> _Settled | None:
+        """The look-ahead pass of settled mode, or None in causal mode."""
+        if self.horizon is None:
+            return None
+        h = parse_window(self.horizon)
+        lab = window_label(h)
+        # The time-reversed pass runs the causal kernels with one window, the horizon, and every
+        # pattern family that is on also over the horizon.
+        rev = GraphFeatures(
+            windows=(h,), scatter_gather=h if self.scatter_gather is not None else None,
+            temporal_cycles=h if self.temporal_cycles is not None else None,
+            lc_cycles=h if self.lc_cycles is not None else None,
+            temporal_cycle_max_len=self.temporal_cycle_max_len, lc_cycle_max_len=self.lc_cycle_max_len,
+            round_unit=self.round_unit, search_budget=self.search_budget, utc_offset_hours=self.utc_offset_hours,
+            night_hours=self.night_hours,
+        )._plan()
+        # The reversed pass also reverses every payment (payee → payer), so its payer is our payee
+        # and its outflows our inflows: swap both back when naming.
+        swap = {"src": "dst", "dst": "src", "out": "in", "in": "out"}
+        names: list[str] = []
+        take: list[tuple[int, int]] = []
+
+        def copy(name: str, rev_name: str) -> None:
+            take.append((len(names), rev.names.index(rev_name)))
+            names.append(name)
+
+        for acct, side in kernels.ROLES:
+            for stat in kernels.STATS:
+                copy(f"ahead_{stat}_{side}_{acct}_{lab}", f"{stat}_{swap[side]}_{swap[acct]}_{lab}")
+        copy(f"ahead_round_share_out_src_{lab}", f"round_share_in_dst_{lab}")
+        copy(f"ahead_round_share_in_dst_{lab}", f"round_share_out_src_{lab}")
+        copy(f"ahead_pair_deg_{lab}", f"pair_deg_{lab}")
+        copy(f"ahead_pair_back_deg_{lab}", f"pair_back_deg_{lab}")
+        copy(f"ahead_night_share_out_src_{lab}", f"night_share_in_dst_{lab}")
+        copy(f"ahead_night_share_in_dst_{lab}", f"night_share_out_src_{lab}")
+        copy(f"ahead_amount_to_back_{lab}", f"amount_to_back_{lab}")
+        to_mean = len(names)
+        names += [f"ahead_amount_to_mean_out_src_{lab}", f"ahead_amount_to_mean_in_dst_{lab}"]
+        for col in (rev.col_sg, rev.col_tc, rev.col_lc):
+            if col >= 0:
+                for rev_name in rev.names[col: col + (2 if col == rev.col_sg else 1)]:
+                    copy(f"ahead_{rev_name}", rev_name)
+        ratios = []
+        for ratio, num, den in RATIOS:
+            ratios.append((len(names), names.index(f"ahead_{num}_{lab}"), names.index(f"ahead_{den}_{lab}")))
+            names.append(f"ahead_{ratio}_{lab}")
+        return _Settled(
+            ahead_us=h * _US, rev=rev, names=tuple(names), take=np.array(take, np.int64), to_mean=to_mean,
+            ratios=np.array(ratios, np.int64).reshape(-1, 3),
+        )
+
     @property
     def feature_names(self) -> list[str]:
-        """Output columns, in order."""
-        return list(self._plan().names)
+        """Output columns, in order: the causal ones, then in settled mode the `ahead_*` ones."""
+        settled = self._settled()
+        return list(self._plan().names) + (list(settled.names) if settled else [])
 
     # -- batch -----------------------------------------------------------------------------------
 
@@ -246,6 +318,14 @@ class GraphFeatures(FeatureExtractor):
         if df.null_count().sum_horizontal().item():
             raise ValueError(f"{self.name}: ts, src_account, dst_account and {self.amount_column} must not be null")
         ts = df["ts"].to_numpy()
+        settled = self._settled()
+        if settled is not None and ts.shape[0] and settled.ahead_us > int(ts.max()) - int(ts.min()):
+            span = dt.timedelta(microseconds=int(ts.max()) - int(ts.min()))
+            raise ValueError(
+                f"{self.name}: horizon {self.horizon!r} is longer than the data, which spans {span} "
+                f"({ts.shape[0]:,} transactions): no transaction would have its whole horizon; "
+                "choose a shorter horizon or score more history"
+            )
         order = None if bool(np.all(ts[1:] >= ts[:-1])) else np.argsort(ts, kind="stable")
         if order is not None:
             df = df[order]
@@ -278,52 +358,134 @@ class GraphFeatures(FeatureExtractor):
             raise ValueError("src, dst, ts_us and amount must have the same length")
         if n and np.any(ts_us[1:] < ts_us[:-1]):
             raise ValueError("compute() needs edges in time order; transform() sorts for you")
-        n_win = plan.windows_us.shape[0]
-        # Column-major, so that each feature is one contiguous column for Polars and Arrow.
-        out = np.empty((n, len(plan.names)), np.float64, order="F")
-        if n == 0:
+        out = _run(plan, src, dst, ts_us, amount, _edge_flags(plan, ts_us, amount), n_accounts)
+        settled = self._settled()
+        if settled is None:
             return out
-        keys, pair = np.unique(src * np.int64(n_accounts) + dst, return_inverse=True)
-        pair = pair.astype(np.int64).reshape(-1)
-        pair_src = keys // n_accounts
-        k_start = np.searchsorted(pair_src, np.arange(n_accounts)).astype(np.int64)
-        k_stop = np.searchsorted(pair_src, np.arange(n_accounts), side="right").astype(np.int64)
-        g = kernels.Lists(
-            src, dst, *kernels.build_lists(src, n_accounts), *kernels.build_lists(dst, n_accounts),
-            k_start, k_stop, (keys % n_accounts).astype(np.int64), np.arange(keys.shape[0], dtype=np.int64),
-            *kernels.build_lists(pair, keys.shape[0]),
-        )
-        kernels.count_batch(
-            out, g, ts_us, amount, pair, _edge_flags(plan, ts_us, amount), np.zeros(n), plan.windows_us,
-            np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
-            np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
-            np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64),
-            np.zeros((kernels.N_IN_FIELDS, n_accounts)),
-            np.zeros((n_win, keys.shape[0]), np.int64),
-        )
-        if plan.col_sg >= 0 or plan.col_tc >= 0 or plan.col_lc >= 0:
-
-            def starts(w_us: int) -> np.ndarray:
-                return np.searchsorted(ts_us, ts_us - w_us, side="right").astype(np.int64)
-
-            # Many more chunks than threads, handed out one at a time: query cost is uneven.
-            n_chunks = min(n, 8 * numba.get_num_threads())
-            previous = numba.set_parallel_chunksize(1)
-            try:
-                kernels.pattern_batch(
-                    out, plan.col_sg, plan.col_tc, plan.col_lc, starts(plan.sg_us), starts(plan.tc_us),
-                    starts(plan.lc_us), plan.tc_len, plan.lc_len, plan.budget, g, n_accounts, n_chunks,
-                )
-            finally:
-                numba.set_parallel_chunksize(previous)
-        _fill_ratios(out, plan.ratios)
-        return out
+        return np.hstack([out, _ahead(settled, src, dst, ts_us, amount, n_accounts, n)])
 
     # -- online ----------------------------------------------------------------------------------
 
     def online(self) -> OnlineGraphState:
-        """An empty incremental state that scores transactions one at a time with these settings."""
+        """An empty incremental state that scores transactions one at a time with these settings (causal mode)."""
         return OnlineGraphState(self)
+
+    def settled_online(self) -> SettledGraphState:
+        """An empty settled scorer: buffers transactions and releases each once its horizon has passed."""
+        return SettledGraphState(self)
+
+
+def _run(
+    plan: _Plan, src: np.ndarray, dst: np.ndarray, ts_us: np.ndarray, amount: np.ndarray, flags: np.ndarray,
+    n_accounts: int, first: int = 0,
+) -> np.ndarray:
+    """The causal kernels over edges in processing order: one feature row per edge (patterns from row `first` on)."""
+    n = src.shape[0]
+    n_win = plan.windows_us.shape[0]
+    # Column-major, so that each feature is one contiguous column for Polars and Arrow.
+    out = np.empty((n, len(plan.names)), np.float64, order="F")
+    if n == 0:
+        return out
+    keys, pair = np.unique(src * np.int64(n_accounts) + dst, return_inverse=True)
+    pair = pair.astype(np.int64).reshape(-1)
+    pair_src = keys // n_accounts
+    k_start = np.searchsorted(pair_src, np.arange(n_accounts)).astype(np.int64)
+    k_stop = np.searchsorted(pair_src, np.arange(n_accounts), side="right").astype(np.int64)
+    g = kernels.Lists(
+        src, dst, *kernels.build_lists(src, n_accounts), *kernels.build_lists(dst, n_accounts),
+        k_start, k_stop, (keys % n_accounts).astype(np.int64), np.arange(keys.shape[0], dtype=np.int64),
+        *kernels.build_lists(pair, keys.shape[0]),
+    )
+    kernels.count_batch(
+        out, g, ts_us, amount, pair, flags, np.zeros(n), plan.windows_us,
+        np.zeros(n_win, np.int64), np.zeros((n_win, n_accounts, kernels.N_INT_FIELDS), np.int64),
+        np.zeros((n_win, n_accounts, kernels.N_FLOAT_FIELDS), np.float64),
+        np.full((kernels.N_TIME_FIELDS, n_accounts), kernels.NO_TS, np.int64),
+        np.zeros((kernels.N_IN_FIELDS, n_accounts)),
+        np.zeros((n_win, keys.shape[0]), np.int64),
+    )
+    if (plan.col_sg >= 0 or plan.col_tc >= 0 or plan.col_lc >= 0) and first < n:
+
+        def starts(w_us: int) -> np.ndarray:
+            return np.searchsorted(ts_us, ts_us - w_us, side="right").astype(np.int64)
+
+        # Many more chunks than threads, handed out one at a time: query cost is uneven.
+        n_chunks = min(n - first, 8 * numba.get_num_threads())
+        previous = numba.set_parallel_chunksize(1)
+        try:
+            kernels.pattern_batch(
+                out, plan.col_sg, plan.col_tc, plan.col_lc, starts(plan.sg_us), starts(plan.tc_us),
+                starts(plan.lc_us), plan.tc_len, plan.lc_len, plan.budget, g, n_accounts, n_chunks, first,
+            )
+        finally:
+            numba.set_parallel_chunksize(previous)
+    _fill_ratios(out, plan.ratios)
+    return out
+
+
+#: Revision of the settled (`ahead_*`) columns; a settled extractor's version is "<causal>+settled<this>".
+SETTLED_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """How settled mode computes its look-ahead columns from a time-reversed causal pass."""
+
+    ahead_us: int  # the horizon H
+    rev: _Plan  # the causal configuration the reversed pass runs with (one window: H)
+    names: tuple[str, ...]
+    take: np.ndarray  # (k, 2): ahead column, the reversed pass's column it copies
+    to_mean: int  # ahead_amount_to_mean_out_src_H; ahead_amount_to_mean_in_dst_H follows it
+    ratios: np.ndarray  # (k, 3) as _Plan.ratios, over the ahead columns
+
+
+def _ahead(
+    settled: _Settled, src: np.ndarray, dst: np.ndarray, ts_us: np.ndarray, amount: np.ndarray, n_accounts: int,
+    rows: int,
+) -> np.ndarray:
+    """The `ahead_*` columns of the first `rows` edges (in processing order), each over [t, t + H) from it on.
+
+    Row i sees the edges i.. (so rows of its own instant that come later, while the causal
+    columns see the earlier ones) with ts < ts_i + H. Those are exactly the edges the
+    causal kernels see when the stream is run backwards in time with every payment
+    reversed (order by (-ts, -position), payee → payer): a window (t' - H, t'] at t' = -t
+    is [t, t + H), and reversing the payments keeps money flowing forward along a path,
+    so a time-respecting cycle of the reversed pass is one this payment opens and that
+    returns to its payer within H. Counts, shares, extremes and patterns of that pass
+    depend only on the edges inside each window; its sliding sums would not (rounding
+    residue of evicted edges), so sums, means and deviations are recomputed from per-block
+    running sums (`kernels.block_sums`). That makes each row a function of its window
+    alone: a batch over years and a buffered stream give the same bits.
+    """
+    rev = settled.rev
+    n = src.shape[0]
+    out = np.empty((rows, len(settled.names)), np.float64, order="F")
+    if rows == 0:
+        return out
+    r = slice(None, None, -1)
+    flags = _edge_flags(rev, ts_us, amount)[r].copy()  # night and round hours of the real timestamps
+    back = _run(rev, np.ascontiguousarray(dst[r]), np.ascontiguousarray(src[r]), np.ascontiguousarray(-ts_us[r]),
+                np.ascontiguousarray(amount[r]), flags, n_accounts, first=n - rows)
+    back = back[r][:rows]
+    out[:, settled.take[:, 0]] = back[:, settled.take[:, 1]]
+    h = settled.ahead_us
+    end = np.searchsorted(ts_us, ts_us[:rows] + h, side="left").astype(np.int64)
+    lists = {"out": kernels.build_lists(src, n_accounts), "in": kernels.build_lists(dst, n_accounts)}
+    blocks = {side: kernels.block_sums(ts_us, amount, h, *lst) for side, lst in lists.items()}
+    who = {"src": src[:rows], "dst": dst[:rows]}
+    stat_sum = kernels.STATS.index("amount_sum")
+    for b, (acct, side) in enumerate(kernels.ROLES):
+        col = b * len(kernels.STATS) + stat_sum
+        kernels.ahead_sums(out, col, who[acct], ts_us, end, h, *lists[side], *blocks[side])
+    # This amount against the average of the payer's payments / the payee's receipts over the horizon.
+    a = amount[:rows]
+    mean_out = out[:, kernels.ROLES.index(("src", "out")) * len(kernels.STATS) + stat_sum + 1]
+    mean_in = out[:, kernels.ROLES.index(("dst", "in")) * len(kernels.STATS) + stat_sum + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:, settled.to_mean] = np.where(mean_out > 0.0, a / mean_out, np.nan)
+        out[:, settled.to_mean + 1] = np.where(mean_in > 0.0, a / mean_in, np.nan)
+    _fill_ratios(out, settled.ratios)
+    return out
 
 
 def _fill_ratios(out: np.ndarray, ratios: np.ndarray) -> None:
@@ -374,6 +536,11 @@ class OnlineGraphState:
     """
 
     def __init__(self, extractor: GraphFeatures, capacity: int = 1 << 12) -> None:
+        if extractor.horizon is not None:
+            raise ValueError(
+                f"{extractor.name} has a horizon ({extractor.horizon!r}): its rows can only be scored once the horizon "
+                "has passed; use extractor.settled_online() (SettledGraphState)"
+            )
         self._plan = extractor._plan()
         self.feature_names: list[str] = list(self._plan.names)
         #: account id → integer id used inside the kernels
@@ -447,7 +614,7 @@ class OnlineGraphState:
         """Forget edges older than every window and pairs left without edges; grow the buffer if still full."""
         keep = kernels.online_compact(
             self._e_src, self._e_dst, self._e_ts, self._e_amt, self._e_pair, self._e_flags, self._e_cum, self._n,
-            self._last_ts - self._plan.horizon_us, self._ev, self._vi,
+            self._last_ts - self._plan.lookback_us, self._ev, self._vi,
         )
         self._n -= keep
         n = self._n
@@ -518,3 +685,125 @@ class OnlineGraphState:
         self._n = i + 1
         self._last_ts = t
         return out
+
+
+class Released(NamedTuple):
+    """Transactions a settled scorer has finished with: their arrival positions and feature rows."""
+
+    #: 0-based arrival position of each released transaction (the n-th `update` / row of `extend`)
+    index: np.ndarray
+    #: one row per released transaction, columns `feature_names`, equal to `GraphFeatures.transform`'s row
+    features: np.ndarray
+
+
+class SettledGraphState:
+    """Settled (T+1) scoring of a stream: `GraphFeatures(horizon=H)` one chunk at a time, exactly as in batch.
+
+    Each transaction gets its causal columns on arrival (an `OnlineGraphState`) and waits
+    in a buffer; once a transaction at or after ts + H has arrived (the watermark, the
+    latest timestamp seen, has reached ts + H), nothing that arrives later can fall in its
+    look-ahead window [ts, ts + H), and it is released with its `ahead_*` columns computed
+    over the buffered halo. `flush()` releases the rest at the end of a stream; their
+    windows are cut at the last transaction, as in a batch over the same data. Rows come
+    out in arrival order, equal bit for bit to the batch rows (the look-ahead columns are
+    a function of each window alone, see `_ahead`).
+
+    Each release re-reads the halo (the buffered transactions up to H after the released
+    ones), so its cost follows the traffic of H plus the released rows: feed chunks (a
+    minute, an hour of transactions) rather than single transactions when H is long.
+    Memory: the causal state plus the transactions of the last H.
+    """
+
+    def __init__(self, extractor: GraphFeatures) -> None:
+        settled = extractor._settled()
+        if settled is None:
+            raise ValueError(f"{extractor.name} has no horizon: score causally with extractor.online()")
+        self._settled_cfg = settled
+        self._plan = extractor._plan()
+        causal = copy.copy(extractor)
+        causal.horizon = None
+        self._causal = OnlineGraphState(causal)
+        self.feature_names: list[str] = list(self._plan.names) + list(settled.names)
+        self._n_causal = len(self._plan.names)
+        self._seen = 0  # transactions received
+        self._done = 0  # transactions released (the buffer holds arrivals _done..)
+        self._src = np.zeros(0, np.int64)
+        self._dst = np.zeros(0, np.int64)
+        self._ts = np.zeros(0, np.int64)
+        self._amt = np.zeros(0, np.float64)
+        self._feat = np.zeros((0, self._n_causal), np.float64)
+        self._size = 0
+
+    @property
+    def watermark(self) -> int | None:
+        """The latest timestamp seen (UTC microseconds), None before the first transaction."""
+        return None if self._seen == 0 else int(self._causal._last_ts)
+
+    @property
+    def pending(self) -> int:
+        """Transactions received and not yet released."""
+        return self._seen - self._done
+
+    def update(self, src: str, dst: str, ts: dt.datetime | np.datetime64 | int, amount: float) -> Released:
+        """Record one transaction; release every buffered one whose horizon has now passed."""
+        return self.extend([src], [dst], [ts], [amount])
+
+    def extend(
+        self, src: Sequence[str], dst: Sequence[str], ts: Sequence[dt.datetime | np.datetime64 | int],
+        amount: Sequence[float],
+    ) -> Released:
+        """Record a chunk of transactions in time order; release every buffered one whose horizon has passed."""
+        if not len(src) == len(dst) == len(ts) == len(amount):
+            raise ValueError("src, dst, ts and amount must have the same length")
+        k = len(src)
+        self._reserve(self._size + k)
+        n = self._size
+        for j in range(k):  # the causal state takes one transaction at a time, as in real-time scoring
+            self._feat[n + j] = self._causal.update(src[j], dst[j], ts[j], amount[j])
+            self._src[n + j] = self._causal.accounts[str(src[j])]
+            self._dst[n + j] = self._causal.accounts[str(dst[j])]
+            self._ts[n + j] = self._causal._last_ts
+            self._amt[n + j] = amount[j]
+        self._size += k
+        self._seen += k
+        if self._size == 0:
+            return self._release(0)
+        ready = int(np.searchsorted(self._ts[: self._size], self._ts[self._size - 1] - self._settled_cfg.ahead_us,
+                                    side="right"))
+        return self._release(ready)
+
+    def flush(self) -> Released:
+        """Release every buffered transaction (end of the stream): their windows stop at the last one seen."""
+        return self._release(self._size)
+
+    def _reserve(self, need: int) -> None:
+        cap = self._ts.shape[0]
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap, 64)
+        for name in ("_src", "_dst", "_ts", "_amt", "_feat"):
+            a = getattr(self, name)
+            b = np.zeros((cap, *a.shape[1:]), a.dtype)
+            b[: a.shape[0]] = a
+            setattr(self, name, b)
+
+    def _release(self, rows: int) -> Released:
+        """Score and drop the first `rows` buffered transactions (all with their whole horizon in the buffer)."""
+        start = self._done
+        if rows == 0:
+            return Released(np.zeros(0, np.int64), np.zeros((0, len(self.feature_names))))
+        settled = self._settled_cfg
+        ts = self._ts[: self._size]
+        halo = int(np.searchsorted(ts, ts[rows - 1] + settled.ahead_us, side="left"))
+        # Accounts renumbered over the halo: kernel arrays are sized by the accounts they touch.
+        ids, inv = np.unique(np.concatenate([self._src[:halo], self._dst[:halo]]), return_inverse=True)
+        inv = inv.astype(np.int64).reshape(-1)
+        ahead = _ahead(settled, inv[:halo], inv[halo:], ts[:halo], self._amt[:halo], ids.shape[0], rows)
+        features = np.hstack([self._feat[:rows], ahead])
+        keep = self._size - rows
+        for name in ("_src", "_dst", "_ts", "_amt", "_feat"):
+            a = getattr(self, name)
+            a[:keep] = a[rows: self._size].copy()
+        self._size = keep
+        self._done += rows
+        return Released(np.arange(start, start + rows, dtype=np.int64), features)

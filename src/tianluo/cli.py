@@ -330,6 +330,10 @@ def detect(
     workspace: Annotated[
         Path | None, typer.Option(help="Also bring the new alerts into this workspace's case store (cases, queue).")
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Miner profile: core-banking (default), amlworld, amlsim, or a profile YAML file."),
+    ] = None,
     shadow_pack: Annotated[
         list[Path] | None,
         typer.Option(help="Also run this rule pack or thresholds file in shadow: alerts stored with shadow = true, "
@@ -337,10 +341,15 @@ def detect(
     ] = None,
 ) -> None:
     """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
+    from tianluo.detect.profiles import ProfileError, load_profile
     from tianluo.detect.run import default_detectors, run_detection
 
+    try:
+        miner_profile = load_profile(profile or "core-banking")
+    except ProfileError as exc:
+        _fail(str(exc))
     ds = _open(dataset)
-    detectors = default_detectors(ds, thresholds=thresholds)
+    detectors = default_detectors(ds, thresholds=thresholds, profile=miner_profile)
     if only:
         kinds = {k.strip() for k in only.split(",")}
         unknown = kinds - {"rule", "miner", "model"}
@@ -374,6 +383,7 @@ def detect(
         tab.add_row(f"[dim]{escape(name)} (run time)[/]", "", "", f"{secs:.2f}")
     console.print(tab)
     console.print(f"{res.total_new:,} new alert(s) committed to {escape(str(dataset))}")
+    console.print(f"miner profile: {escape(miner_profile.tag)} ({escape(miner_profile.source)})")
     if workspace is not None:
         _sync_workspace(workspace, dataset)
 

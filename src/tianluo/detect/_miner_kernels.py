@@ -65,8 +65,13 @@ def fan_instances(
     min_fan: int,
     max_fan: int,
     max_ratio: float,
+    used: np.ndarray,
 ) -> np.ndarray:
     """Label edges (sorted by hub, then time; hub groups begin at `starts`) with fan instance ids, -1 for none.
+
+    `used` holds the labels of an earlier pass (-1 where free) and is updated in place:
+    a second pass with a shorter window and fewer counterparties (quick fans) only
+    takes what the first left, and numbers its instances after the first's.
 
     For every start edge the window [t, t + window] of the hub's edges is searched for its
     largest amount-consistent subset; windows are then taken best first (most distinct
@@ -76,9 +81,7 @@ def fan_instances(
     four times `max_fan` candidate edges belongs to a clearing or collection account and
     is not searched at all, which also keeps the cost linear in the edges.
     """
-    n = len(ts)
-    used = np.full(n, -1, np.int64)
-    n_inst = 0
+    n_inst = int(used.max()) + 1 if len(used) else 0
     busy = 4 * max_fan
     for g in range(len(starts) - 1):
         lo, hi = starts[g], starts[g + 1]
@@ -114,51 +117,60 @@ def _gather_scatter_at(
     used: np.ndarray,
     gather_window: int,
     scatter_window: int,
+    interleave: int,
     min_in: int,
     max_in: int,
     min_out: int,
     max_out: int,
     ratio_lo: float,
     ratio_hi: float,
-) -> tuple[int, int, int]:
-    """Best gather-then-scatter around the outflow at index k: (size, first inflow index, outflows taken).
+) -> tuple[int, int, int, int]:
+    """Best gather-then-scatter around the outflow at index k: (size, first inflow, outflows taken, last inflow).
 
     Inflows are the hub's free inflows in [t_k - gather_window, t_k], taken as a suffix
-    (the latest ones); outflows the longest run of free outflows from k on, within
-    `scatter_window`, whose sum stays under `ratio_hi` times the inflow sum, provided it
-    reaches `ratio_lo` times it. With `ratio_lo` = 0 every outflow in the window is taken.
-    More than `max_in` payers or `max_out` payees is a business's turnover or a payroll
-    run, not a scheme: such candidates are dropped, not trimmed to size. Only the
-    4 × (max_in + max_out) edges either side of k are looked at, which bounds the cost on
-    clearing accounts.
+    (the latest ones), plus every free inflow up to `interleave` after t_k (a hub that
+    starts paying out before the last payer has paid, as AMLworld's do); outflows the
+    longest run of free outflows from k on, within `scatter_window`, whose sum stays
+    under `ratio_hi` times the inflow sum, provided it reaches `ratio_lo` times it. With
+    `ratio_lo` = 0 every outflow in the window is taken. More than `max_in` payers or
+    `max_out` payees is a business's turnover or a payroll run, not a scheme: such
+    candidates are dropped, not trimmed to size. Only the 4 × (max_in + max_out) edges
+    either side of k are looked at, which bounds the cost on clearing accounts.
     """
     t = ts[k]
     n = len(ts)
     busy = 4 * (max_in + max_out)
     outs = np.empty(min(n - k, max_out + 1), np.int64)
     n_out = 0
+    total_in, count_in, last_in = 0.0, 0, -1
     for j in range(k, min(n, k + busy)):
-        if ts[j] - t > scatter_window:
+        if ts[j] - t > scatter_window and ts[j] - t > interleave:
             break
-        if is_out[j] and used[j] < 0:
-            outs[n_out] = j
-            n_out += 1
-            if n_out > max_out:
-                break  # one more than allowed already rules out every candidate it would be in
-    if n_out < min_out:
-        return 0, -1, 0
+        if used[j] >= 0:
+            continue
+        if is_out[j]:
+            if ts[j] - t <= scatter_window and n_out <= max_out:
+                outs[n_out] = j
+                n_out += 1
+        elif ts[j] - t <= interleave:
+            total_in += amount[j]
+            count_in += 1
+            last_in = j
+    if n_out < min_out or count_in > max_in:
+        return 0, -1, 0, -1
     cum = np.cumsum(amount[outs[:n_out]])
     best, best_first, best_take = 0, -1, 0
-    total_in, count_in = 0.0, 0
-    for i in range(k - 1, max(lo, k - busy) - 1, -1):
-        if t - ts[i] > gather_window:
-            break
-        if is_out[i] or used[i] >= 0:
-            continue
-        total_in += amount[i]
-        count_in += 1
-        if count_in > max_in:
-            break
+    # i == k stands for "no inflow before the turn" (only interleaved ones); then the earlier ones, latest first.
+    for i in range(k, max(lo, k - busy) - 1, -1):
+        if i < k:
+            if t - ts[i] > gather_window:
+                break
+            if is_out[i] or used[i] >= 0:
+                continue
+            total_in += amount[i]
+            count_in += 1
+            if count_in > max_in:
+                break
         if count_in < min_in:
             continue
         if ratio_lo <= 0.0:
@@ -171,7 +183,7 @@ def _gather_scatter_at(
             continue
         if count_in + take > best:
             best, best_first, best_take = count_in + take, i, take
-    return best, best_first, best_take
+    return best, best_first, best_take, last_in
 
 
 @njit(cache=True)
@@ -182,6 +194,7 @@ def gather_scatter_instances(
     is_out: np.ndarray,
     gather_window: int,
     scatter_window: int,
+    interleave: int,
     min_in: int,
     max_in: int,
     min_out: int,
@@ -202,7 +215,7 @@ def gather_scatter_instances(
         if hi - lo < min_in + min_out:
             continue
         size = np.zeros(hi - lo, np.int64)
-        args = (gather_window, scatter_window, min_in, max_in, min_out, max_out, ratio_lo, ratio_hi)
+        args = (gather_window, scatter_window, interleave, min_in, max_in, min_out, max_out, ratio_lo, ratio_hi)
         for k in range(lo, hi):
             if is_out[k]:
                 size[k - lo] = _gather_scatter_at(k, lo, ts[:hi], amount, is_out, used, *args)[0]
@@ -210,10 +223,13 @@ def gather_scatter_instances(
             if size[kk] == 0:
                 break
             k = lo + kk
-            got, first, take = _gather_scatter_at(k, lo, ts[:hi], amount, is_out, used, *args)
+            got, first, take, last_in = _gather_scatter_at(k, lo, ts[:hi], amount, is_out, used, *args)
             if got == 0:
                 continue
             for i in range(first, k):
+                if not is_out[i] and used[i] < 0:
+                    used[i] = n_inst
+            for i in range(k + 1, last_in + 1):
                 if not is_out[i] and used[i] < 0:
                     used[i] = n_inst
             taken = 0
@@ -246,6 +262,7 @@ def _cycles_from(
     dst: np.ndarray,
     ts: np.ndarray,
     amount: np.ndarray,
+    ccy: np.ndarray,
     out_start: np.ndarray,
     window: int,
     min_hops: int,
@@ -253,6 +270,7 @@ def _cycles_from(
     ordered: bool,
     ratio_lo: float,
     ratio_hi: float,
+    fx_drift: float,
     out: np.ndarray,
     write: bool,
 ) -> int:
@@ -263,6 +281,9 @@ def _cycles_from(
     share one instant is kept only from its lowest edge, so each cycle is reported once,
     not once per rotation. Unordered search keeps every edge inside [t0, t0 + window] and
     after e0 in (time, index) order, which makes e0 the cycle's unique earliest edge.
+    A hop paid in another currency than the previous one may drift a further factor
+    (1 + `fx_drift`) either way: the amounts are compared in CNY, and the rates the
+    money really changed at are not the reference table's.
     With `write`, the cycles' edge indices fill the rows of `out` (padded with -1).
     """
     origin, t0 = src[e0], ts[e0]
@@ -291,7 +312,8 @@ def _cycles_from(
             continue  # unordered: e0 must stay the cycle's earliest edge in (time, index) order
         if ratio_lo > 0.0:
             r = amount[c] / amount[prev]
-            if r < ratio_lo or r > ratio_hi:
+            drift = 1.0 + fx_drift if ccy[c] != ccy[prev] else 1.0
+            if r * drift < ratio_lo or r > ratio_hi * drift:
                 continue
         v = dst[c]
         if v == origin:
@@ -331,6 +353,7 @@ def cycle_instances(
     dst: np.ndarray,
     ts: np.ndarray,
     amount: np.ndarray,
+    ccy: np.ndarray,
     out_start: np.ndarray,
     window: int,
     min_hops: int,
@@ -338,6 +361,7 @@ def cycle_instances(
     ordered: bool,
     ratio_lo: float,
     ratio_hi: float,
+    fx_drift: float,
 ) -> np.ndarray:
     """Every hop-bounded cycle within `window`, once each, as rows of edge indices (padded with -1).
 
@@ -349,7 +373,7 @@ def cycle_instances(
     """
     n = len(src)
     # One argument tuple for both passes, so the count and the fill can never search differently.
-    search = (src, dst, ts, amount, out_start, window, min_hops, max_hops, ordered, ratio_lo, ratio_hi)
+    search = (src, dst, ts, amount, ccy, out_start, window, min_hops, max_hops, ordered, ratio_lo, ratio_hi, fx_drift)
     counts = np.zeros(n, np.int64)
     dummy = np.empty((0, max_hops), np.int64)
     for e in range(n):
@@ -361,6 +385,29 @@ def cycle_instances(
         if counts[e] > 0:
             _cycles_from(e, *search, out[offsets[e] : offsets[e + 1]], True)
     return out
+
+
+@njit(cache=True)
+def disjoint_rows(rows: np.ndarray, order: np.ndarray, n_edges: int) -> np.ndarray:
+    """Rows (edge indices padded with -1) taken greedily in `order` when they share no edge with a taken one.
+
+    One ring found from several start edges, or with a chord that makes a shorter loop
+    inside it, is reported once: as its best-scoring cycle (the caller's order).
+    """
+    taken = np.zeros(n_edges, np.bool_)
+    keep = np.zeros(len(rows), np.bool_)
+    for r in order:
+        free = True
+        for e in rows[r]:
+            if e >= 0 and taken[e]:
+                free = False
+                break
+        if free:
+            keep[r] = True
+            for e in rows[r]:
+                if e >= 0:
+                    taken[e] = True
+    return keep
 
 
 @njit(cache=True, inline="always")

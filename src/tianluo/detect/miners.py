@@ -23,6 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -31,12 +33,15 @@ import pyarrow as pa
 from tianluo.detect import _miner_kernels as kern
 from tianluo.detect.base import DetectInput, Detector, finish_alerts
 
+if TYPE_CHECKING:
+    from tianluo.detect.profiles import Profile
+
 #: CAMLMAC suspected-crime code for laundering of other predicates (REGULATIONS §2.1): a
 #: miner sees the shape of the money, never the predicate crime.
 TOSC_LAUNDERING = "0802"
 
 _US = 1_000_000  # microseconds per second
-_EDGE_COLUMNS = ("txn_id", "ts", "src", "dst", "amount")
+_EDGE_COLUMNS = ("txn_id", "ts", "src", "dst", "amount", "ccy")
 
 
 def _col(frame: pl.DataFrame, name: str) -> np.ndarray:
@@ -51,6 +56,22 @@ def _us(window: dt.timedelta) -> int:
 def _ratio_range(retention: tuple[float, float] | None) -> tuple[float, float]:
     """Kernel form of a retention range: (0, inf) switches the amount check off."""
     return (0.0, np.inf) if retention is None else (float(retention[0]), float(retention[1]))
+
+
+def _passed_on(
+    x: pl.Expr, y: pl.Expr, ccy_x: pl.Expr, ccy_y: pl.Expr, retention: tuple[float, float] | None, fx_drift: float
+) -> pl.Expr:
+    """Whether onward amount y is a `retention` share of x, both in CNY.
+
+    When the two hops are paid in different currencies the band widens by a factor
+    (1 + `fx_drift`) either way: the money changed currency at the rates of whoever
+    converted it, not at the reference table's (AMLworld's hops drift 5-25 % in CNY).
+    """
+    if retention is None:
+        return pl.lit(True)
+    lo, hi = retention
+    drift = pl.when(ccy_x != ccy_y).then(1.0 + fx_drift).otherwise(1.0)
+    return (y * drift >= lo * x) & (y <= hi * x * drift)
 
 
 # --- shared preparation ---------------------------------------------------------------------------
@@ -126,6 +147,8 @@ def _code(tx: pl.DataFrame) -> _Coded:
         "src_account",
         "dst_account",
         pl.col("amount_cny").alias("amount"),
+        # Currencies as small integers: the kernels only ask whether two hops share one.
+        pl.col("currency").fill_null("").rank("dense").cast(pl.Int64).alias("ccy"),
         (pl.col("channel") == "cash").fill_null(False).alias("cash"),
         ((purpose == "salary") & (pl.col("channel") == "ach")).fill_null(False).alias("payroll"),
     )
@@ -137,6 +160,7 @@ def _code(tx: pl.DataFrame) -> _Coded:
         pl.col("src_account").cast(enum).to_physical().cast(pl.Int64).alias("src"),
         pl.col("dst_account").cast(enum).to_physical().cast(pl.Int64).alias("dst"),
         "amount",
+        "ccy",
         "cash",
         "payroll",
     )
@@ -353,7 +377,9 @@ class _FanMiner(_Miner):
     Per hub the kernel searches each window for the largest set of candidate edges whose
     amounts lie within `max_amount_ratio` of each other (a scheme moves a chosen sum in
     alike parts, everyday inflows vary widely) and takes windows best first without
-    reusing an edge. An instance is kept when its edges are at least `min_hub_share` of
+    reusing an edge. With `quick_min_fan`, a second pass over the edges left accepts as
+    few as that many counterparties when they all fall within `quick_window`: timing,
+    not size, is what makes such a fan suspicious. An instance is kept when its edges are at least `min_hub_share` of
     the hub's transactions of at least `min_amount` over the instance's span: a fan
     hidden in a busy firm's turnover or an employer's payroll is the turnover or the
     payroll (payees paid once among colleagues paid every month).
@@ -369,31 +395,45 @@ class _FanMiner(_Miner):
         max_fan: int = 30,
         max_amount_ratio: float | None = 1.5,
         min_hub_share: float = 0.3,
+        quick_min_fan: int | None = None,
+        quick_window: dt.timedelta = dt.timedelta(hours=12),
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
         super().__init__(min_amount, max_pair_txns)
+        if quick_min_fan is not None and not 2 <= quick_min_fan <= min_fan:
+            raise ValueError(f"need 2 <= quick_min_fan <= min_fan (got {quick_min_fan}, {min_fan})")
         self.window = window
         self.min_fan = min_fan
         self.max_fan = max_fan
         self.max_amount_ratio = max_amount_ratio
         self.min_hub_share = min_hub_share
+        self.quick_min_fan = quick_min_fan
+        self.quick_window = quick_window
 
     def detect(self, data: DetectInput) -> pa.Table:
         edges = self._edges(data)
         hub, other = ("dst", "src") if self.direction == "in" else ("src", "dst")
         f = edges.frame.sort(hub, "ts", "txn_id")
         window = _us(self.window)
-        label = kern.fan_instances(
-            _group_starts(_col(f, hub)),
-            _col(f, "ts"),
-            _col(f, "amount"),
-            _col(f, other),
-            window,
-            self.min_fan,
-            self.max_fan,
-            np.inf if self.max_amount_ratio is None else float(self.max_amount_ratio),
-        )
+        ratio = np.inf if self.max_amount_ratio is None else float(self.max_amount_ratio)
+        label = np.full(f.height, -1, np.int64)
+        passes = [(window, self.min_fan)]
+        if self.quick_min_fan is not None:
+            # Fewer counterparties count when they all come within a short time: AMLworld's fans often have 2-4.
+            passes.append((_us(self.quick_window), self.quick_min_fan))
+        for span, fewest in passes:
+            kern.fan_instances(
+                _group_starts(_col(f, hub)),
+                _col(f, "ts"),
+                _col(f, "amount"),
+                _col(f, other),
+                span,
+                fewest,
+                self.max_fan,
+                ratio,
+                label,
+            )
         members = f.with_columns(inst=pl.Series(label)).filter(pl.col("inst") >= 0)
         inst = members.group_by("inst").agg(
             subject=pl.col(hub).first(),
@@ -469,11 +509,19 @@ class CycleMiner(_Miner):
     cycle is reported once, from its earliest edge, not once per rotation. With
     `ordered=False` the hops only have to fall inside the window (length-constrained
     cycles): for sources that stamp whole days, or that record the hops out of order,
-    like AMLSim.
+    like AMLSim. A hop paid in another currency than the one before may drift a further
+    (1 + `fx_drift`) from the retention band (AMLworld's rings change currency at
+    every hop).
+
+    Each ring is reported once: cycles that share a transaction (one ring found through
+    a chord, a shorter loop inside a longer one) keep only the best-scoring one, and the
+    kept cycles over the same accounts within `window` of each other (the ring turning
+    again) become one alert. An alert never joins cycles without the same account set,
+    so it never mixes unrelated attempts.
     """
 
     name = "miner_cycle"
-    version = "1"
+    version = "2"
     typology = "cycle"
 
     def __init__(
@@ -483,6 +531,7 @@ class CycleMiner(_Miner):
         max_hops: int = 8,
         ordered: bool = True,
         retention: tuple[float, float] | None = (0.8, 1.02),
+        fx_drift: float = 0.0,
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
@@ -494,6 +543,7 @@ class CycleMiner(_Miner):
         self.max_hops = max_hops
         self.ordered = ordered
         self.retention = retention
+        self.fx_drift = fx_drift
 
     def detect(self, data: DetectInput) -> pa.Table:
         edges = self._edges(data)
@@ -507,6 +557,7 @@ class CycleMiner(_Miner):
             _col(f, "dst"),
             _col(f, "ts"),
             _col(f, "amount"),
+            _col(f, "ccy"),
             out_start,
             window,
             self.min_hops,
@@ -514,14 +565,15 @@ class CycleMiner(_Miner):
             self.ordered,
             lo,
             hi,
+            float(self.fx_drift),
         )
         hop = np.tile(np.arange(self.max_hops), len(cycles))
-        inst_of = np.repeat(np.arange(len(cycles)), self.max_hops)
+        cycle_of = np.repeat(np.arange(len(cycles)), self.max_hops)
         keep = cycles.ravel() >= 0
-        members = f[cycles.ravel()[keep]].with_columns(inst=pl.Series(inst_of[keep]), hop=pl.Series(hop[keep]))
-        inst = (
-            members.sort("inst", "hop")
-            .group_by("inst", maintain_order=True)
+        members = f[cycles.ravel()[keep]].with_columns(cycle=pl.Series(cycle_of[keep]), hop=pl.Series(hop[keep]))
+        found = (
+            members.sort("cycle", "hop")
+            .group_by("cycle", maintain_order=True)
             .agg(
                 subject=pl.col("src").first(),
                 hops=pl.len(),
@@ -531,15 +583,45 @@ class CycleMiner(_Miner):
                 sent=pl.col("amount").first(),
                 returned=pl.col("amount").last(),
             )
-        )
-        inst = inst.with_columns(
-            score=(
-                _size_score(pl.col("hops"), self.min_hops)
-                + _retention_score(pl.col("returned") / pl.col("sent"))
-                + _speed_score(pl.col("t_last") - pl.col("t_first"), window)
+            .with_columns(
+                score=(
+                    _size_score(pl.col("hops"), self.min_hops)
+                    + _retention_score(pl.col("returned") / pl.col("sent"))
+                    + _speed_score(pl.col("t_last") - pl.col("t_first"), window)
+                )
+                / 3
             )
-            / 3
         )
+        # One ring, one report: best-scoring cycles first, none sharing a transaction with a kept one.
+        order = found.sort(["score", "hops", "t_first", "cycle"], descending=[True, True, False, False])["cycle"]
+        taken = kern.disjoint_rows(cycles, np.require(order.to_numpy(), np.int64, "C"), f.height)
+        found = found.filter(pl.Series(taken, dtype=pl.Boolean).gather(found["cycle"]))
+        # The same accounts turning again within the window: one ring, one alert.
+        found = (
+            found.with_columns(ring=pl.col("path").list.sort().cast(pl.List(pl.String)).list.join(","))
+            .sort("ring", "t_first", "cycle")
+            .with_columns(
+                turn=((pl.col("t_first") - pl.col("t_last").shift(1)).fill_null(0) > window).cum_sum().over("ring")
+            )
+        )
+        link = (
+            found.select("ring", "turn", "cycle")
+            .with_columns(inst=pl.struct("ring", "turn").rank("dense").cast(pl.Int64))
+            .select("cycle", "inst")
+        )
+        inst = (
+            found.join(link, on="cycle")
+            .sort("inst", "score", "cycle", descending=[False, True, False])
+            .group_by("inst", maintain_order=True)
+            .agg(
+                pl.col("subject", "hops", "path", "sent", "returned").first(),
+                t_first=pl.col("t_first").min(),
+                t_last=pl.col("t_last").max(),
+                score=pl.col("score").max(),
+                turns=pl.len(),
+            )
+        )
+        members = members.join(link, on="cycle").drop("cycle", "hop")
         return _emit(self, members, inst.with_columns(reasons=self._reasons(inst, edges)), edges)
 
     def _reasons(self, inst: pl.DataFrame, edges: _Edges) -> pl.Series:
@@ -552,6 +634,8 @@ class CycleMiner(_Miner):
                 f"{_within((r['t_last'] - r['t_first']) / _US)}: {' → '.join(path)}",
                 f"{_yuan(r['returned'])} ({_pct(r['returned'] / r['sent'])}) of it returned",
             ]
+            if r["turns"] > 1:
+                reasons.append(f"the ring turned {r['turns']} times {_within((r['t_last'] - r['t_first']) / _US)}")
             if self.ordered:
                 reasons.append("no hop went out before the money had come in")
             reasons.append(_history_reason(self, "each pair of neighbours on the ring"))
@@ -567,7 +651,8 @@ class ScatterGatherMiner(_Miner):
 
     Two-hop paths source → intermediary → sink are found with one vectorised join: the
     onward hop follows the first within `hop_window` and carries a `retention` share of
-    it. Paths are grouped by (source, sink) into runs no longer than `window`; a run
+    it (a further `fx_drift` either way when the two hops are in different currencies).
+    Paths are grouped by (source, sink) into runs no longer than `window`; a run
     through at least `min_width` distinct intermediaries is an instance. Subject: the source.
     """
 
@@ -582,6 +667,7 @@ class ScatterGatherMiner(_Miner):
         min_width: int = 3,
         max_width: int = 30,
         retention: tuple[float, float] | None = (0.8, 1.02),
+        fx_drift: float = 0.0,
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
@@ -591,17 +677,18 @@ class ScatterGatherMiner(_Miner):
         self.min_width = min_width
         self.max_width = max_width
         self.retention = retention
+        self.fx_drift = fx_drift
 
     def detect(self, data: DetectInput) -> pa.Table:
         edges = self._edges(data)
         e = edges.frame
-        lo, hi = _ratio_range(self.retention)
         first = e.select(
             pl.col("txn_id").alias("txn1"),
             pl.col("src").alias("source"),
             pl.col("dst").alias("mid"),
             pl.col("ts").alias("t1"),
             pl.col("amount").alias("x"),
+            pl.col("ccy").alias("cx"),
         )
         second = e.select(
             pl.col("txn_id").alias("txn2"),
@@ -609,6 +696,7 @@ class ScatterGatherMiner(_Miner):
             pl.col("dst").alias("sink"),
             pl.col("ts").alias("t2"),
             pl.col("amount").alias("y"),
+            pl.col("ccy").alias("cy"),
         )
         paths = (
             first.join(second, on="mid")
@@ -616,8 +704,7 @@ class ScatterGatherMiner(_Miner):
                 (pl.col("sink") != pl.col("source"))
                 & (pl.col("t2") >= pl.col("t1"))
                 & (pl.col("t2") - pl.col("t1") <= _us(self.hop_window))
-                & (pl.col("y") >= lo * pl.col("x"))
-                & (pl.col("y") <= hi * pl.col("x"))
+                & _passed_on(pl.col("x"), pl.col("y"), pl.col("cx"), pl.col("cy"), self.retention, self.fx_drift)
             )
             # One path per intermediary and (source, sink): its earliest.
             .sort("source", "sink", "t1", "t2", "txn1", "txn2")
@@ -700,8 +787,9 @@ class GatherScatterMiner(_Miner):
     after it whose total stays under `retention[1]` of the inflows while reaching
     `retention[0]` of them — a pass-through account keeps nothing. With `retention=None` every
     outflow in the scatter window is taken and amounts are not compared. More than
-    `max_in` payers or `max_out` payees is turnover or a payroll, not a scheme. An instance
-    is kept when its edges are at least `min_hub_share` of the hub's transactions of at
+    `max_in` payers or `max_out` payees is turnover or a payroll, not a scheme. Inflows up
+    to `interleave` after the turn count too: AMLworld's hubs start paying out before the
+    last payer has paid. An instance is kept when its edges are at least `min_hub_share` of the hub's transactions of at
     least `min_amount` over its span.
     """
 
@@ -719,10 +807,12 @@ class GatherScatterMiner(_Miner):
         max_out: int = 30,
         retention: tuple[float, float] | None = (0.8, 1.02),
         min_hub_share: float = 0.5,
+        interleave: dt.timedelta | None = None,
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
         super().__init__(min_amount, max_pair_txns)
+        self.interleave = interleave
         self.gather_window = gather_window
         self.scatter_window = scatter_window
         self.min_in = min_in
@@ -749,6 +839,7 @@ class GatherScatterMiner(_Miner):
             _col(both, "is_out"),
             _us(self.gather_window),
             _us(self.scatter_window),
+            _us(self.interleave) if self.interleave else 0,
             self.min_in,
             self.max_in,
             self.min_out,
@@ -804,7 +895,9 @@ class GatherScatterMiner(_Miner):
 # --- bipartite and stack --------------------------------------------------------------------------
 
 
-def _bipartite_layers(edges: _Edges, window: int, max_side: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _bipartite_layers(
+    edges: _Edges, window: int, max_side: int, complete_blocks: bool = True
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Bipartite layers among the candidate edges, and which pairs of them stack.
 
     An edge s → r belongs to a layer when another sender pays both r and another
@@ -814,6 +907,11 @@ def _bipartite_layers(edges: _Edges, window: int, max_side: int) -> tuple[pl.Dat
     together. Accounts paying or paid by more than 4 × `max_side` candidate counterparties
     within the window around an edge (payment processors, clearing accounts) are left out
     first: they would cost a quadratic self-join and wire unrelated payers into blocks.
+
+    With `complete_blocks=False` a layer is looser: edges are joined when they share a
+    sender or a receiver within `window` (each to the account's next one), and a
+    component is a layer when no account in it both pays and is paid. AMLworld's
+    bipartite attempts are such partial layers, not complete blocks.
 
     Returns the layer edges (with `layer`, its id) and the stacked pairs (`first`,
     `second`): layers where the receivers of the first are exactly the senders of the
@@ -829,6 +927,42 @@ def _bipartite_layers(edges: _Edges, window: int, max_side: int) -> tuple[pl.Dat
         degree = np.searchsorted(ordered, keys + w, side="right") - np.searchsorted(ordered, keys - w, side="left")
         keep &= degree <= 4 * max_side
     e = e.filter(pl.Series(keep, dtype=pl.Boolean)).with_row_index("edge").with_columns(pl.col("edge").cast(pl.Int64))
+    layers = _complete_blocks(e, window) if complete_blocks else _partial_layers(e, window)
+    sides = layers.group_by("layer").agg(
+        senders=pl.col("src").unique().sort().cast(pl.String).str.join(","),
+        receivers=pl.col("dst").unique().sort().cast(pl.String).str.join(","),
+        t_first=pl.col("ts").min(),
+    )
+    stacked = (
+        sides.select("layer", "receivers", "t_first")
+        .join(sides.select(second="layer", receivers="senders", t_second="t_first"), on="receivers")
+        .filter(pl.col("t_second") >= pl.col("t_first"))
+        .sort("layer", "t_second", "second")
+        .unique("layer", keep="first", maintain_order=True)
+        .unique("second", keep="first", maintain_order=True)
+        .select(first="layer", second="second")
+    )
+    return layers, stacked
+
+
+def _partial_layers(e: pl.DataFrame, window: int) -> pl.DataFrame:
+    """Components of edges sharing a sender or a receiver within `window`, where no account both pays and is paid."""
+    a, b = [], []
+    for col in ("src", "dst"):
+        g = e.sort(col, "ts", "edge")
+        near = (g[col][1:] == g[col][:-1]) & ((g["ts"][1:] - g["ts"][:-1]) <= window)
+        a.append(g["edge"][:-1].filter(near).to_numpy())
+        b.append(g["edge"][1:].filter(near).to_numpy())
+    label = kern.components(e.height, np.concatenate(a).astype(np.int64), np.concatenate(b).astype(np.int64))
+    layers = e.with_columns(layer=pl.Series(label)).filter(pl.len().over("layer") >= 2)
+    both = layers.group_by("layer").agg(
+        mixed=pl.col("src").is_in(pl.col("dst").implode()).any(),
+    )
+    return layers.join(both.filter(~pl.col("mixed")).select("layer"), on="layer").drop("edge")
+
+
+def _complete_blocks(e: pl.DataFrame, window: int) -> pl.DataFrame:
+    """Layers made of complete 2×2 blocks (another sender pays both receivers), joined where blocks share an edge."""
     pairs = (
         e.select("edge", "src", "dst", "ts")
         .join(
@@ -849,22 +983,7 @@ def _bipartite_layers(edges: _Edges, window: int, max_side: int) -> tuple[pl.Dat
     links = blocks.join(first, on="block")
     label = kern.components(e.height, _col(links, "members"), _col(links, "root"))
     in_block = pl.col("edge").is_in(links["members"].implode())
-    layers = e.with_columns(layer=pl.Series(label)).filter(in_block).drop("edge")
-    sides = layers.group_by("layer").agg(
-        senders=pl.col("src").unique().sort().cast(pl.String).str.join(","),
-        receivers=pl.col("dst").unique().sort().cast(pl.String).str.join(","),
-        t_first=pl.col("ts").min(),
-    )
-    stacked = (
-        sides.select("layer", "receivers", "t_first")
-        .join(sides.select(second="layer", receivers="senders", t_second="t_first"), on="receivers")
-        .filter(pl.col("t_second") >= pl.col("t_first"))
-        .sort("layer", "t_second", "second")
-        .unique("layer", keep="first", maintain_order=True)
-        .unique("second", keep="first", maintain_order=True)
-        .select(first="layer", second="second")
-    )
-    return layers, stacked
+    return e.with_columns(layer=pl.Series(label)).filter(in_block).drop("edge")
 
 
 class BipartiteMiner(_Miner):
@@ -873,9 +992,10 @@ class BipartiteMiner(_Miner):
     Layers are found as in `_bipartite_layers`; a layer with `min_senders`..`max_side`
     senders and `min_receivers`..`max_side` receivers, at least `min_density` of the
     possible sender-receiver payments present, amounts within `max_amount_ratio` of
-    each other and all of it inside `window`, is an instance. Subject: the receiver that
-    got the most. A layer whose receivers pass the money on as a second layer is a
-    stack, left to `StackMiner`.
+    each other and all of it inside `window`, is an instance. With
+    `complete_blocks=False` layers need not be complete blocks (`min_density` then says
+    how partial they may be). Subject: the receiver that got the most. A layer whose
+    receivers pass the money on as a second layer is a stack, left to `StackMiner`.
     """
 
     name = "miner_bipartite"
@@ -890,10 +1010,12 @@ class BipartiteMiner(_Miner):
         max_side: int = 10,
         min_density: float = 0.8,
         max_amount_ratio: float | None = 1.5,
+        complete_blocks: bool = True,
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
         super().__init__(min_amount, max_pair_txns)
+        self.complete_blocks = complete_blocks
         self.window = window
         self.min_senders = min_senders
         self.min_receivers = min_receivers
@@ -904,7 +1026,7 @@ class BipartiteMiner(_Miner):
     def detect(self, data: DetectInput) -> pa.Table:
         edges = self._edges(data)
         window = _us(self.window)
-        layers, stacked = _bipartite_layers(edges, window, self.max_side)
+        layers, stacked = _bipartite_layers(edges, window, self.max_side, self.complete_blocks)
         in_stack = pl.concat([stacked["first"], stacked["second"]]).implode()
         members = layers.filter(~pl.col("layer").is_in(in_stack)).rename({"layer": "inst"})
         ratio = np.inf if self.max_amount_ratio is None else self.max_amount_ratio
@@ -978,6 +1100,12 @@ class StackMiner(_Miner):
     `max_amount_ratio`, every middle paying out only after it was last paid and
     passing on a `retention` share of what it got, all inside `window`. Subject: the
     middle account that received the most.
+
+    With `chains=True` a stack is AMLworld's shape instead: parallel two-hop chains
+    A → B → C whose middle B paid on within `hop_window` what it got (`retention`, a
+    further `fx_drift` across a currency change) and is a conduit (at most
+    `max_middle_edges` candidate edges around the hop), grouped where they share an
+    account; `min_chains`..`max_side` chains make an instance.
     """
 
     name = "miner_stack"
@@ -992,18 +1120,32 @@ class StackMiner(_Miner):
         min_density: float = 0.8,
         max_amount_ratio: float | None = 1.5,
         retention: tuple[float, float] | None = (0.8, 1.02),
+        chains: bool = False,
+        hop_window: dt.timedelta = dt.timedelta(days=3),
+        min_chains: int = 2,
+        fx_drift: float = 0.0,
+        max_middle_edges: int = 4,
         min_amount: float = 1_000.0,
         max_pair_txns: int = 1,
     ) -> None:
         super().__init__(min_amount, max_pair_txns)
+        if max_middle_edges < 2:
+            raise ValueError(f"max_middle_edges must be at least 2 (got {max_middle_edges})")
         self.window = window
         self.min_side = min_side
         self.max_side = max_side
         self.min_density = min_density
         self.max_amount_ratio = max_amount_ratio
         self.retention = retention
+        self.chains = chains
+        self.hop_window = hop_window
+        self.min_chains = min_chains
+        self.fx_drift = fx_drift
+        self.max_middle_edges = max_middle_edges
 
     def detect(self, data: DetectInput) -> pa.Table:
+        if self.chains:
+            return self._detect_chains(data)
         edges = self._edges(data)
         window = _us(self.window)
         layers, stacked = _bipartite_layers(edges, window, self.max_side)
@@ -1086,6 +1228,94 @@ class StackMiner(_Miner):
         members = members.filter(pl.col("inst").is_in(inst["inst"].implode()))
         return _emit(self, members, inst.with_columns(reasons=self._reasons(inst)), edges)
 
+    def _detect_chains(self, data: DetectInput) -> pa.Table:
+        """Parallel two-hop chains A → B → C, each B passing on what it got, grouped where they share an account.
+
+        A group whose chains all start at one account and end at one account is a
+        scatter-gather, and one whose chains all run through one middle is a
+        gather-scatter: those are left to their miners.
+        """
+        edges = self._edges(data)
+        window = _us(self.window)
+        paths = _pass_through_paths(
+            edges, _us(self.hop_window), self.retention, self.fx_drift, self.max_middle_edges
+        ).filter(pl.col("hops") == 2)
+        chain = paths.group_by("path").agg(
+            a=pl.col("src").sort_by("pos").first(),
+            b=pl.col("dst").sort_by("pos").first(),
+            c=pl.col("dst").sort_by("pos").last(),
+        )
+        n_acc = len(edges.account_ids)
+        label = kern.components(
+            n_acc,
+            np.concatenate([_col(chain, "a"), _col(chain, "b")]).astype(np.int64),
+            np.concatenate([_col(chain, "b"), _col(chain, "c")]).astype(np.int64),
+        )
+        chain = chain.with_columns(inst=pl.Series(label[chain["a"].to_numpy()] if chain.height else [], dtype=pl.Int64))
+        members = paths.join(chain.select("path", "inst"), on="path")
+        one, two = pl.col("pos") == 0, pl.col("pos") == 1
+        ratio = np.inf if self.max_amount_ratio is None else self.max_amount_ratio
+        inst = (
+            members.group_by("inst")
+            .agg(
+                n=pl.col("path").n_unique(),
+                n_first=pl.col("src").filter(one).n_unique(),
+                n_mid=pl.col("dst").filter(one).n_unique(),
+                n_last=pl.col("dst").filter(two).n_unique(),
+                t_first=pl.col("ts").min(),
+                t_layer1=pl.col("ts").filter(one).max(),
+                t_layer2=pl.col("ts").filter(two).min(),
+                t_last=pl.col("ts").max(),
+                sent=pl.col("amount").filter(one).sum(),
+                passed=pl.col("amount").filter(two).sum(),
+                low=pl.col("amount").filter(one).min(),
+                high=pl.col("amount").filter(one).max(),
+            )
+            .filter(
+                pl.col("n").is_between(self.min_chains, self.max_side)
+                & ~((pl.col("n") >= 2) & (pl.col("n_first") == 1) & (pl.col("n_last") == 1))
+                & ~((pl.col("n") >= 2) & (pl.col("n_mid") == 1))
+                & (pl.col("high") <= ratio * pl.col("low"))
+                & (pl.col("t_last") - pl.col("t_first") <= window)
+            )
+        )
+        top = (
+            members.filter(one)
+            .group_by("inst", "dst")
+            .agg(got=pl.col("amount").sum())
+            .sort("inst", "got", "dst", descending=[False, True, False])
+            .group_by("inst", maintain_order=True)
+            .first()
+            .select("inst", subject="dst")
+        )
+        inst = inst.join(top, on="inst").with_columns(
+            score=(
+                _size_score(pl.col("n"), self.min_chains)
+                + _retention_score(pl.col("passed") / pl.col("sent"))
+                + _speed_score(pl.col("t_last") - pl.col("t_first"), window)
+            )
+            / 3
+        )
+        members = members.filter(pl.col("inst").is_in(inst["inst"].implode())).drop("path", "pos", "hops")
+        return _emit(self, members, inst.with_columns(reasons=self._chain_reasons(inst)), edges)
+
+    def _chain_reasons(self, inst: pl.DataFrame) -> pl.Series:
+        out = []
+        for r in inst.iter_rows(named=True):
+            chains = "a chain" if r["n"] == 1 else f"{r['n']} parallel chains"
+            out.append(
+                [
+                    f"{chains} of two hops: {r['n_first']} account(s) paid {r['n_mid']} middle account(s) "
+                    f"{_yuan(r['sent'])}"
+                    + ("" if r["n"] == 1 else f" {_within((r['t_layer1'] - r['t_first']) / _US)}"),
+                    f"each middle account paid what it got on to {r['n_last']} account(s) within "
+                    f"{_within(self.hop_window.total_seconds()).removeprefix('within ')}: {_yuan(r['passed'])} "
+                    f"({_pct(r['passed'] / r['sent'])}) in all, and did little else meanwhile",
+                    _history_reason(self, "each payer and payee"),
+                ]
+            )
+        return pl.Series("reasons", out, dtype=pl.List(pl.String))
+
     def _reasons(self, inst: pl.DataFrame) -> pl.Series:
         out = []
         for r in inst.iter_rows(named=True):
@@ -1102,7 +1332,146 @@ class StackMiner(_Miner):
         return pl.Series("reasons", out, dtype=pl.List(pl.String))
 
 
-#: Every miner class, in the order `default_miners` returns them.
+# --- pass-through chains: stacks of parallel chains, random walks -------------------------------------
+
+
+def _pass_through_paths(
+    edges: _Edges,
+    hop_window: int,
+    retention: tuple[float, float] | None,
+    fx_drift: float,
+    max_middle_edges: int,
+) -> pl.DataFrame:
+    """Chains of hops where each middle account passed on what it had just been paid.
+
+    A hop a → b links to b → c when it follows within `hop_window`, carries a
+    `retention` share (wider by `fx_drift` across a currency change) and c is not a. A
+    middle with more than `max_middle_edges` candidate edges within `hop_window` of the
+    hop is a business or a collection hub, not a conduit: it is not linked through
+    (which also bounds the self-join). Each hop keeps at most its best successor and
+    best predecessor (the closest amount, then the soonest), so chains are simple
+    paths, labelled by union-find. Returns the chained edges with `path`, `pos` (hop
+    number) and `hops` (path length).
+    """
+    e = edges.frame.with_row_index("edge").with_columns(pl.col("edge").cast(pl.Int64))
+    sec = (e["ts"].to_numpy() - edges.t0) // _US
+    w = hop_window // _US
+    keys = np.concatenate([(e["src"].to_numpy() << 32) + sec, (e["dst"].to_numpy() << 32) + sec])
+    ordered = np.sort(keys)
+    mid_in = (e["dst"].to_numpy() << 32) + sec  # the payee of a hop, as the middle of the next one
+    degree = np.searchsorted(ordered, mid_in + w, side="right") - np.searchsorted(ordered, mid_in - w, side="left")
+    conduit = e.filter(pl.Series(degree <= max_middle_edges, dtype=pl.Boolean))
+    links = (
+        conduit.select(e1="edge", a="src", mid="dst", t1="ts", x="amount", cx="ccy")
+        .join(e.select(e2="edge", mid="src", c="dst", t2="ts", y="amount", cy="ccy"), on="mid")
+        .filter(
+            (pl.col("c") != pl.col("a"))
+            & (pl.col("t2") >= pl.col("t1"))
+            & (pl.col("t2") - pl.col("t1") <= hop_window)
+            & (pl.col("e2") != pl.col("e1"))
+            & _passed_on(pl.col("x"), pl.col("y"), pl.col("cx"), pl.col("cy"), retention, fx_drift)
+        )
+        .with_columns(off=(pl.col("y") / pl.col("x")).log().abs(), gap=pl.col("t2") - pl.col("t1"))
+        .sort("off", "gap", "e1", "e2")
+        .unique("e1", keep="first", maintain_order=True)
+        .unique("e2", keep="first", maintain_order=True)
+    )
+    label = kern.components(e.height, _col(links, "e1"), _col(links, "e2"))
+    chained = pl.concat([links["e1"], links["e2"]]).unique().implode()
+    return (
+        e.with_columns(path=pl.Series(label))
+        .filter(pl.col("edge").is_in(chained))
+        .sort("path", "ts", "txn_id")
+        .with_columns(pos=pl.int_range(pl.len()).over("path"), hops=pl.len().over("path"))
+        .drop("edge")
+    )
+
+
+class RandomWalkMiner(_Miner):
+    """Random walk (随机路径): money passed on hop after hop, each account paying on soon after it was paid.
+
+    Chains come from `_pass_through_paths`: every middle paid on within `hop_window` a
+    `retention` share of what it got (a further `fx_drift` either way across a currency
+    change) and is a conduit, not a business. A chain of `min_hops`..`max_hops` hops that
+    does not return to its origin (that is a cycle, `CycleMiner`'s) is an instance.
+    Subject: the account the walk started from.
+    """
+
+    name = "miner_random_walk"
+    version = "1"
+    typology = "random"
+
+    def __init__(
+        self,
+        hop_window: dt.timedelta = dt.timedelta(days=2),
+        min_hops: int = 3,
+        max_hops: int = 12,
+        retention: tuple[float, float] | None = (0.8, 1.02),
+        fx_drift: float = 0.0,
+        max_middle_edges: int = 4,
+        min_amount: float = 1_000.0,
+        max_pair_txns: int = 1,
+    ) -> None:
+        super().__init__(min_amount, max_pair_txns)
+        if not 2 <= min_hops <= max_hops:
+            raise ValueError(f"need 2 <= min_hops <= max_hops (got {min_hops}, {max_hops})")
+        if max_middle_edges < 2:
+            raise ValueError(f"max_middle_edges must be at least 2 (got {max_middle_edges})")
+        self.hop_window = hop_window
+        self.min_hops = min_hops
+        self.max_hops = max_hops
+        self.retention = retention
+        self.fx_drift = fx_drift
+        self.max_middle_edges = max_middle_edges
+
+    def detect(self, data: DetectInput) -> pa.Table:
+        edges = self._edges(data)
+        hop_window = _us(self.hop_window)
+        paths = _pass_through_paths(edges, hop_window, self.retention, self.fx_drift, self.max_middle_edges)
+        members = paths.filter(pl.col("hops").is_between(self.min_hops, self.max_hops)).rename({"path": "inst"})
+        inst = (
+            members.group_by("inst")
+            .agg(
+                subject=pl.col("src").sort_by("pos").first(),
+                end=pl.col("dst").sort_by("pos").last(),
+                hops=pl.len(),
+                route=pl.col("src").sort_by("pos").append(pl.col("dst").sort_by("pos").last()),
+                t_first=pl.col("ts").min(),
+                t_last=pl.col("ts").max(),
+                sent=pl.col("amount").sort_by("pos").first(),
+                arrived=pl.col("amount").sort_by("pos").last(),
+            )
+            .filter(pl.col("subject") != pl.col("end"))
+            .with_columns(
+                score=(
+                    _size_score(pl.col("hops"), self.min_hops)
+                    + _retention_score(pl.col("arrived") / pl.col("sent"))
+                    + (1 - (pl.col("t_last") - pl.col("t_first")) / (hop_window * (pl.col("hops") - 1))).clip(0, 1)
+                )
+                / 3
+            )
+        )
+        members = members.filter(pl.col("inst").is_in(inst["inst"].implode()))
+        return _emit(self, members, inst.with_columns(reasons=self._reasons(inst, edges)), edges)
+
+    def _reasons(self, inst: pl.DataFrame, edges: _Edges) -> pl.Series:
+        out = []
+        for r in inst.iter_rows(named=True):
+            route = edges.account_ids[np.array(r["route"])]
+            out.append(
+                [
+                    f"{_yuan(r['sent'])} left {route[0]} and was passed on through {r['hops'] - 1} accounts "
+                    f"{_within((r['t_last'] - r['t_first']) / _US)}: {' → '.join(route)}",
+                    f"{_yuan(r['arrived'])} ({_pct(r['arrived'] / r['sent'])}) reached {route[-1]}; every account on "
+                    f"the way paid on within {_within(self.hop_window.total_seconds()).removeprefix('within ')} "
+                    "of being paid",
+                    _history_reason(self, "each pair of neighbours on the way"),
+                ]
+            )
+        return pl.Series("reasons", out, dtype=pl.List(pl.String))
+
+
+#: Every miner class, in the order profiles run them.
 MINERS: tuple[type[_Miner], ...] = (
     FanInMiner,
     FanOutMiner,
@@ -1111,9 +1480,25 @@ MINERS: tuple[type[_Miner], ...] = (
     GatherScatterMiner,
     BipartiteMiner,
     StackMiner,
+    RandomWalkMiner,
 )
 
+#: The profile `default_miners` runs: Chinese core-banking data, the miners' own defaults.
+DEFAULT_PROFILE = "core-banking"
 
-def default_miners() -> list[Detector]:
-    """One miner per typology with its documented defaults (tuned for intraday timestamps, CNY amounts)."""
-    return [cls() for cls in MINERS]
+
+def miner_classes() -> dict[str, type[_Miner]]:
+    """Miner classes by their profile key (`name` without `miner_`: fan_in, cycle, random_walk…)."""
+    return {cls.name.removeprefix("miner_"): cls for cls in MINERS}
+
+
+def default_miners(profile: str | Path | Profile | None = None) -> list[Detector]:
+    """The miners of a profile (a built-in name, a file, or a loaded `Profile`; default `core-banking`).
+
+    Raises `ProfileError` (with every problem's key path) before any miner is built when
+    the profile is invalid. Each miner's version records the profile (`2+amlworld@1.…`).
+    """
+    from tianluo.detect.profiles import Profile, load_profile
+
+    chosen = profile if isinstance(profile, Profile) else load_profile(profile or DEFAULT_PROFILE)
+    return chosen.build()

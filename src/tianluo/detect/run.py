@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tianluo.detect.base import DetectInput, Detector
+from tianluo.detect.profiles import Profile
 from tianluo.schema import ALERTS
 from tianluo.store import Dataset
 
@@ -53,14 +54,22 @@ def load_input(ds: Dataset) -> DetectInput:
     return DetectInput(tx, accounts, parties)
 
 
-def default_detectors(ds: Dataset, *, thresholds: Path | None = None) -> list[Detector]:
-    """Built-in rule packs, every typology miner, and the latest registered model if there is one."""
+def default_detectors(
+    ds: Dataset, *, thresholds: Path | None = None, profile: str | Path | Profile | None = None
+) -> list[Detector]:
+    """Built-in rule packs, the typology miners of `profile`, and the latest registered model if there is one.
+
+    `profile` is a built-in miner profile name (`core-banking`, the default; `amlworld`;
+    `amlsim`), a profile file or a loaded `Profile`. It is loaded and checked first, so
+    an invalid profile raises `ProfileError` before any detector is built.
+    """
     from tianluo.detect.miners import default_miners
     from tianluo.detect.rules import RuleDetector, load_rules
 
+    miners = default_miners(profile)
     detectors: list[Detector] = [
         RuleDetector(load_rules(thresholds=thresholds), thresholds=thresholds),
-        *default_miners(),
+        *miners,
     ]
     models = ds.root / "models"
     if models.exists():

@@ -131,6 +131,20 @@ def test_stream_releases_a_transaction_once_its_horizon_has_passed():
     assert state.flush().index.tolist() == [1, 2] and state.pending == 0
 
 
+def test_stream_refuses_a_late_transaction_and_carries_on():
+    gf = GraphFeatures(windows=("1d",), horizon=60)
+    rows = [("a", "b", 0, 10.0), ("b", "c", 30, 7.0), ("c", "a", 90, 5.0), ("a", "c", 200, 1.0)]
+    state = gf.settled_online()
+    state.extend(*zip(*[(s, d, t * US, x) for s, d, t, x in rows[:2]], strict=True))
+    with pytest.raises(ValueError, match="time order"):
+        state.extend(["c", "x"], ["a", "y"], [90 * US, 10 * US], [5.0, 1.0])  # the second is late
+    assert state.pending == 3  # c → a was taken, x → y was not
+    got = [state.update("a", "c", 200 * US, 1.0), state.flush()]
+    assert np.concatenate([r.index for r in got]).tolist() == [0, 1, 2, 3]
+    want = gf.transform(frame(rows)).to_numpy()
+    np.testing.assert_array_equal(np.vstack([r.features for r in got]), want)
+
+
 def test_every_settled_column_has_words():
     snake = re.compile(r"[a-z]+_[a-z_]+")
     names = [n for n in GraphFeatures(horizon="1d").feature_names if n.startswith("ahead_")]

@@ -755,17 +755,18 @@ class SettledGraphState:
         """Record a chunk of transactions in time order; release every buffered one whose horizon has passed."""
         if not len(src) == len(dst) == len(ts) == len(amount):
             raise ValueError("src, dst, ts and amount must have the same length")
-        k = len(src)
-        self._reserve(self._size + k)
-        n = self._size
-        for j in range(k):  # the causal state takes one transaction at a time, as in real-time scoring
-            self._feat[n + j] = self._causal.update(src[j], dst[j], ts[j], amount[j])
-            self._src[n + j] = self._causal.accounts[str(src[j])]
-            self._dst[n + j] = self._causal.accounts[str(dst[j])]
-            self._ts[n + j] = self._causal._last_ts
-            self._amt[n + j] = amount[j]
-        self._size += k
-        self._seen += k
+        self._reserve(self._size + len(src))
+        for j in range(len(src)):  # the causal state takes one transaction at a time, as in real-time scoring
+            n = self._size
+            # update() refuses a transaction out of time order before changing anything: the ones
+            # before it stay recorded and the state stays usable.
+            self._feat[n] = self._causal.update(src[j], dst[j], ts[j], amount[j])
+            self._src[n] = self._causal.accounts[str(src[j])]
+            self._dst[n] = self._causal.accounts[str(dst[j])]
+            self._ts[n] = self._causal._last_ts
+            self._amt[n] = amount[j]
+            self._size += 1
+            self._seen += 1
         if self._size == 0:
             return self._release(0)
         ready = int(np.searchsorted(self._ts[: self._size], self._ts[self._size - 1] - self._settled_cfg.ahead_us,

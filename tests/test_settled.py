@@ -33,6 +33,8 @@ def test_payer_sees_the_rest_of_its_fan_and_payee_the_money_leaving():
     # the payee m1 passes 990 of the 1,000 on within the day; its payment of 5 a day later is beyond the horizon
     assert first["ahead_fan_out_dst_1d"] == 2 and first["ahead_amount_sum_out_dst_1d"] == 990
     assert first["ahead_through_dst_1d"] == pytest.approx(0.99)
+    assert first["ahead_paid_on_dst_1d"] == pytest.approx(0.99)
+    assert row(out, 1)["ahead_paid_on_dst_1d"] == 0.0  # m2 keeps what it got
     assert first["ahead_amount_max_out_dst_1d"] == 600 and first["ahead_amount_min_out_dst_1d"] == 390
     assert first["through_dst_1d"] == 0.0  # causally m1 has paid nothing yet
     assert first["ahead_amount_mean_out_src_1d"] == 1000 and first["ahead_amount_std_out_src_1d"] == 0.0
@@ -159,6 +161,9 @@ def test_every_settled_column_has_words():
     assert describe_feature("ahead_through_dst_1d", {"ahead_through_dst_1d": 0.99}) == (
         "payee paid out 99% of what it received in the 1 day from this transaction on"
     )
+    assert describe_feature("ahead_paid_on_dst_1d", {"ahead_paid_on_dst_1d": 0.95}) == (
+        "in the 1 day from this transaction on the payee paid out 95% of this amount"
+    )
     assert describe_feature("ahead_temporal_cycles_1d", {"ahead_temporal_cycles_1d": 1.0}) == (
         "opens 1 payment cycle that brings the money back to the payer within 1 day"
     )
@@ -195,6 +200,7 @@ def ahead_oracle(src, dst, ts, amt, h, sg, tc, lc, tc_len, lc_len):
         f += [0.0, 0.0]  # night shares: the oracle's timestamps are all in the same daytime hour
         f.append(amt[i] / sum(back) if back else np.nan)
         f += [amt[i] / np.mean([amt[j] for j in out_u]), amt[i] / np.mean([amt[j] for j in in_v])]
+        f.append(sum(amt[j] for j in win if src[j] == v) / amt[i])  # what the payee pays on, over this amount
         # scatter-gather among the horizon's edges, this one a scatter or a gather edge
         pairs = {(src[j], dst[j]) for j in win if ts[j] < t + sg and src[j] != dst[j]}
         count = widest = 0

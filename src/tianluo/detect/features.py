@@ -464,6 +464,14 @@ _AHEAD_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
         ),
     ),
     (
+        re.compile(r"ahead_paid_on_dst_(\d+[smhdw])"),
+        lambda m, v, r: (
+            f"{_span(m.group(1), True)} the payee paid out {v:.0%} of this amount"
+            if v is not None
+            else "amount is zero"
+        ),
+    ),
+    (
         re.compile(r"ahead_scatter_gather_width_(\d+[smhdw])"),
         lambda m, v, r: (
             f"widest scatter-gather pattern it is part of {_span(m.group(1), True)} "

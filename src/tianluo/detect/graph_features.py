@@ -281,7 +281,8 @@ class GraphFeatures(FeatureExtractor):
         copy(f"ahead_night_share_in_dst_{lab}", f"night_share_out_src_{lab}")
         copy(f"ahead_amount_to_back_{lab}", f"amount_to_back_{lab}")
         to_mean = len(names)
-        names += [f"ahead_amount_to_mean_out_src_{lab}", f"ahead_amount_to_mean_in_dst_{lab}"]
+        names += [f"ahead_amount_to_mean_out_src_{lab}", f"ahead_amount_to_mean_in_dst_{lab}",
+                  f"ahead_paid_on_dst_{lab}"]
         for col in (rev.col_sg, rev.col_tc, rev.col_lc):
             if col >= 0:
                 for rev_name in rev.names[col: col + (2 if col == rev.col_sg else 1)]:
@@ -435,7 +436,7 @@ class _Settled:
     rev: _Plan  # the causal configuration the reversed pass runs with (one window: H)
     names: tuple[str, ...]
     take: np.ndarray  # (k, 2): ahead column, the reversed pass's column it copies
-    to_mean: int  # ahead_amount_to_mean_out_src_H; ahead_amount_to_mean_in_dst_H follows it
+    to_mean: int  # ahead_amount_to_mean_out_src_H; ahead_amount_to_mean_in_dst_H, ahead_paid_on_dst_H follow it
     ratios: np.ndarray  # (k, 3) as _Plan.ratios, over the ahead columns
 
 
@@ -481,9 +482,13 @@ def _ahead(
     a = amount[:rows]
     mean_out = out[:, kernels.ROLES.index(("src", "out")) * len(kernels.STATS) + stat_sum + 1]
     mean_in = out[:, kernels.ROLES.index(("dst", "in")) * len(kernels.STATS) + stat_sum + 1]
+    paid_on = out[:, kernels.ROLES.index(("dst", "out")) * len(kernels.STATS) + stat_sum]
     with np.errstate(divide="ignore", invalid="ignore"):
         out[:, settled.to_mean] = np.where(mean_out > 0.0, a / mean_out, np.nan)
         out[:, settled.to_mean + 1] = np.where(mean_in > 0.0, a / mean_in, np.nan)
+        # What the payee pays out over the horizon against this payment: 快进快出 passes it on
+        # within hours (about 1), however much else the payee receives meanwhile.
+        out[:, settled.to_mean + 2] = np.where(a > 0.0, paid_on / a, np.nan)
     _fill_ratios(out, settled.ratios)
     return out
 

@@ -45,6 +45,7 @@ def _through(book: Book, account: str, amount: float, day: int, payees: tuple[st
 def _crafted() -> tuple[DetectInput, dict[str, list[str]]]:
     """The book, labelled: the 60k and 180k pass-throughs are illicit, the 120k one and the rest licit."""
     book = Book()
+    book.add("X39", "E2-A", 1_000, cst(2024, 2, 1))  # a month of history: first contacts after it are new
     txns = {
         "P1-A": _through(book, "P1-A", 60_000, 4, ("X1", "X2")),
         "P1-B": _through(book, "P1-B", 120_000, 6, ("X3", "X4")),
@@ -128,6 +129,23 @@ def test_stored_alerts_can_be_the_baseline(tmp_path: Path) -> None:
     assert isinstance(stored, pl.DataFrame)
     res = backtest(data, _version(tmp_path, rapid_min_cny=50_000), stored)
     assert res.added == [alert_id("rapid_in_out", "P1-A", txns["P1-A"])] and res.removed == []
+
+
+def test_first_contacts_count_only_once_the_data_holds_enough_history() -> None:
+    """In the first `new_counterparty_history_days` of a history every counterparty is new: no rapid in/out."""
+    cold, warm = Book(), Book()
+    warm.add("X39", "E2-A", 1_000, cst(2024, 2, 18))  # 15 days before the pass-through
+    _through(cold, "P2-A", 180_000, 4, ("X5", "X6"))
+    _through(warm, "P2-A", 180_000, 4, ("X5", "X6"))
+    assert Thresholds.load().value("new_counterparty_history_days") == 14
+    alerts = {name: pl.from_arrow(RuleDetector().detect(b.data(), only=["rapid_in_out"]))
+              for name, b in (("cold", cold), ("warm", warm))}
+    assert alerts["cold"].height == 0
+    assert alerts["warm"]["subject_id"].to_list() == ["P2-A"]
+    t = Thresholds.load({"new_counterparty_history_days": 0})
+    no_wait = pl.from_arrow(RuleDetector(load_rules(thresholds=t), thresholds=t).detect(cold.data(),
+                                                                                    only=["rapid_in_out"]))
+    assert no_wait["subject_id"].to_list() == ["P2-A"]
 
 
 def test_rule_figures_without_labels_give_volume_but_no_precision() -> None:

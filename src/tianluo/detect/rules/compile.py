@@ -148,6 +148,8 @@ def build_legs(
     legs = legs.with_columns(
         gap_days=(pl.col("ts") - previous).dt.total_microseconds() / _US_PER_DAY,
         account_age_days=(pl.col("ts") - opened).dt.total_microseconds() / _US_PER_DAY,
+        history_days=((pl.col("ts") - pl.lit(data_start)).dt.total_microseconds() / _US_PER_DAY
+                      if data_start is not None else pl.lit(None, pl.Float64)),
         minutes_since_in=pl.when(is_out).then(
             (pl.col("ts") - latest_inflow("ts")).dt.total_microseconds() / _US_PER_MINUTE
         ),

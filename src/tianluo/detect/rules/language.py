@@ -113,6 +113,13 @@ LEG_COLUMNS: dict[str, Column] = {
         ),
         Column("account_age_days", "number", "Days since the account was opened (null when unknown)."),
         Column(
+            "history_days",
+            "number",
+            "Days of history the data holds before this leg (since the data's first transaction): how far back "
+            "new_counterparty and gap_days can see. In the first weeks of a history every counterparty is "
+            "\"new\", so a rule built on first contacts can wait until this is long enough.",
+        ),
+        Column(
             "minutes_since_in",
             "number",
             "For an outflow: minutes since the latest inflow of the same account at or before it (null for inflows "

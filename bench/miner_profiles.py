@@ -3,7 +3,8 @@
 Two kinds of data, each under every built-in profile asked for:
 - `amlworld`: the 1,000 background rows of `../shared/data/amlworld-format/HI-Small_Trans.sample.csv`
   with the eight shared real HI-Small attempts appended (as `tests/test_miner_profiles.py` does);
-- `sim`: a simulated bank (`SimConfig(persons, enterprises, days, transactions, seed, illicit_ratio)`).
+- `sim`: a simulated bank (`SimConfig(persons, enterprises, days, transactions, seed, illicit_ratio)`),
+  with `--amlworld-shapes` its AMLworld typologies staged as AMLworld's real attempts look.
 
 An attempt counts as *found* when the alerts of its typology's miner that hold nothing but its
 transactions cover at least `--cover` of them (a stack of unconnected chains is several alerts);
@@ -70,6 +71,8 @@ def sim_input(args: argparse.Namespace) -> DetectInput:
             transactions=args.rows,
             seed=args.seed,
             illicit_ratio=args.illicit_ratio,
+            amlworld_shapes=args.amlworld_shapes,
+            **({"typologies": tuple(args.typologies)} if args.typologies else {}),
         )
     )
     tx = pl.from_arrow(sim.transactions)
@@ -124,6 +127,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--illicit-ratio", type=float, default=0.03)
+    ap.add_argument(
+        "--amlworld-shapes", action="store_true", help="simulate AMLworld-faithful attempts (SimConfig.amlworld_shapes)"
+    )
+    ap.add_argument("--typologies", nargs="+", help="only these simulated typologies (default: all)")
     ap.add_argument("--cover", type=float, default=0.5, help="share of an attempt its miner's alerts must cover")
     args = ap.parse_args()
     print(
@@ -135,7 +142,8 @@ def main() -> None:
             label = (
                 "amlworld shared attempts"
                 if kind == "amlworld"
-                else (f"sim rows={data.transactions.height} seed={args.seed} illicit_ratio={args.illicit_ratio}")
+                else f"sim rows={data.transactions.height} seed={args.seed} illicit_ratio={args.illicit_ratio}"
+                + (" amlworld_shapes" if args.amlworld_shapes else "")
             )
             for profile in args.profiles:
                 per, off, background, seconds = measure(data, profile, args.cover)

@@ -47,6 +47,8 @@ class SimConfig:
     seed: int = 0
     bank: str = "TIANLUO_BANK"
     typologies: tuple[str, ...] = ALL_TYPOLOGIES
+    #: Stage the eight AMLworld typologies as AMLworld's real attempts look (see `amlworld_shapes`).
+    amlworld_shapes: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,7 +76,7 @@ class SimConfig:
             "persons": self.persons, "enterprises": self.enterprises, "days": self.days,
             "start": self.start.isoformat(), "transactions": self.transactions,
             "illicit_ratio": self.illicit_ratio, "seed": self.seed, "bank": self.bank,
-            "typologies": list(self.typologies),
+            "typologies": list(self.typologies), "amlworld_shapes": self.amlworld_shapes,
         }
 
 
@@ -191,7 +193,7 @@ def simulate(config: SimConfig, progress: Callable[[str, float], None] | None = 
     licit = generate_licit(pop, np.random.default_rng(seeds[1]), target, licit_step)
     report("crime", 0.6)
     n_crime = round(len(licit) * config.illicit_ratio / (1 - config.illicit_ratio))
-    crime = inject(pop, np.random.default_rng(seeds[2]), config.typologies, n_crime)
+    crime = inject(pop, np.random.default_rng(seeds[2]), config.typologies, n_crime, config.amlworld_shapes)
     report("assemble", 0.7)
     transactions, attempts = _assemble(pop, licit, crime)
     report("done", 1.0)

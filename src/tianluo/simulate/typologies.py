@@ -180,8 +180,12 @@ class Stage:
     # --- rows ---------------------------------------------------------------------------------------
 
     def rows(self, src: np.ndarray, dst: np.ndarray, ts: np.ndarray, amount: np.ndarray,
-             channel: np.ndarray | None = None, purpose: np.ndarray | None = None) -> TxnBatch:
-        """A batch whose channel and purpose, unless given, look like licit ones of its size and sides."""
+             channel: np.ndarray | None = None, purpose: np.ndarray | None = None,
+             currency: np.ndarray | None = None) -> TxnBatch:
+        """A batch whose channel and purpose, unless given, look like licit ones of its size and sides.
+
+        `amount` is in `currency` (indexes of `population.CURRENCIES`, CNY when not given).
+        """
         src, dst, amount = np.asarray(src), np.asarray(dst), np.round(np.asarray(amount, dtype=np.float64), 2)
         n = len(src)
         if channel is None:
@@ -196,7 +200,7 @@ class Stage:
                 [PURPOSE["p2p"], PURPOSE["supplier"], PURPOSE["merchant"]],
                 PURPOSE["refund"],
             )
-        return make_batch(src, dst, ts, amount, channel, purpose)
+        return make_batch(src, dst, ts, amount, channel, purpose, 0 if currency is None else currency)
 
     def fit_window(self, batch: TxnBatch) -> TxnBatch:
         """Pull an attempt that runs past the window back inside it, keeping its order.
@@ -545,14 +549,24 @@ class Injected:
     attempt_hub: np.ndarray
 
 
-def inject(pop: Population, rng: np.random.Generator, typologies: tuple[str, ...], target_rows: int) -> Injected:
+def inject(
+    pop: Population, rng: np.random.Generator, typologies: tuple[str, ...], target_rows: int,
+    amlworld_shapes: bool = False,
+) -> Injected:
     """Stage attempts in rounds over `typologies` until at least `target_rows` illicit rows exist.
+
+    With `amlworld_shapes` the eight AMLworld typologies are staged as IBM AMLworld's real
+    attempts look (`amlworld_shapes.STAGERS`: currency changes per hop, partial bipartite
+    layers, stacks of chains, interleaved gather-scatter) instead of the textbook shapes.
 
     Each round stages one attempt of every typology, in a shuffled order (rather than a row
     budget per typology): every requested typology is present as soon as the budget allows
     one attempt each, a small budget is not spent on the first few only, and the overshoot
     is at most one attempt.
     """
+    from tianluo.simulate.amlworld_shapes import STAGERS as AMLWORLD_STAGERS
+
+    stagers = {**_STAGERS, **AMLWORLD_STAGERS} if amlworld_shapes else _STAGERS
     stage = Stage(pop, rng)
     batches: list[TxnBatch] = []
     typ, att, att_typ, hubs = [], [], [], []
@@ -562,7 +576,7 @@ def inject(pop: Population, rng: np.random.Generator, typologies: tuple[str, ...
         if not round_order:
             round_order = [typologies[j] for j in rng.permutation(len(typologies))]
         name = round_order.pop()
-        attempt = _STAGERS[name](stage)
+        attempt = stagers[name](stage)
         if attempt is None:  # e.g. no dormant account left
             misses += 1
             continue

@@ -23,10 +23,14 @@ from tests.cases_support import (  # noqa: F401 - fixtures are used by name
     world_fixture,
 )
 from tests.pg import pg_database_fixture, pg_server_fixture  # noqa: F401
+from tests.test_miners import _fan_in_rows
+from tests.test_miners import _input as miner_input
 from tests.test_rules import Book, cst
 from tianluo.detect.base import DetectInput, alert_id
+from tianluo.detect.miners import FanInMiner
+from tianluo.detect.profiles import load_profile
 from tianluo.detect.rules import RuleDetector, RuleError, Thresholds, load_rules
-from tianluo.detect.rules.backtest import RuleVersion, backtest, file_kind, rule_figures
+from tianluo.detect.rules.backtest import RuleVersion, backtest, file_kind, rule_figures, shadow_detectors
 from tianluo.detect.run import load_input, run_detection
 from tianluo.store import Dataset
 
@@ -148,6 +152,45 @@ def test_first_contacts_count_only_once_the_data_holds_enough_history() -> None:
     assert no_wait["subject_id"].to_list() == ["P2-A"]
 
 
+def _profile(tmp_path: Path, name: str, fan_in: dict[str, Any]) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({"profile": name, "version": 1, "miners": {"fan_in": fan_in}}), encoding="utf-8")
+    return path
+
+
+def test_a_miner_profile_change_removes_exactly_the_fans_below_its_new_count(tmp_path: Path) -> None:
+    """Six payers pay one hub: a fan-in at min_fan 5, not at 7; a seventh payer's fan survives both."""
+    second = [(f"g{i}", h, f"Q{i}", hub, amount) for i, (_, h, _, hub, amount) in enumerate(_fan_in_rows("HUB2"))]
+    rows = [*_fan_in_rows(), *second, ("g6", 46, "Q6", "HUB2", 10_000)]
+    data = miner_input(rows)
+    tx = data.transactions.with_columns(label=pl.col("txn_id").str.starts_with("f").cast(pl.Int8))
+    data = DetectInput(tx, data.accounts, data.parties)
+    seven = load_profile(_profile(tmp_path, "seven", {"min_fan": 7})).build()
+    five = load_profile(_profile(tmp_path, "five", {"min_fan": 5})).build()
+    res = backtest(data, seven, five)
+    assert res.removed == [alert_id("miner_fan_in", "HUB", [f"f{i}" for i in range(6)])] and res.added == []
+    (fan,) = res.rules
+    assert (fan.rule, fan.removed, fan.removed_illicit) == ("miner_fan_in", 1, 1)
+    assert fan.before is not None and fan.after is not None
+    assert (fan.before.alerts, fan.before.true_positives, fan.after.alerts, fan.after.true_positives) == (2, 1, 1, 0)
+    assert fan.parameters == {}  # a miner's parameters live in its profile, recorded in detector_version
+
+
+def test_a_profile_runs_in_shadow_and_a_profile_is_no_rule_file(bank: Bank, tmp_path: Path) -> None:
+    ds = copy_dataset(bank.plain, tmp_path / "ds")
+    loose = _profile(tmp_path, "loose", {"min_fan": 3, "max_amount_ratio": None, "min_hub_share": 0.0})
+    assert file_kind(loose) == "profile"
+    with pytest.raises(RuleError, match="a miner profile, not rules"):
+        RuleVersion.from_files([loose])
+    detectors = shadow_detectors([loose])
+    assert [(d.name, d.kind, d.shadow) for d in detectors] == [("miner_fan_in", "miner", True)]
+    expected = FanInMiner(min_fan=3, max_amount_ratio=None, min_hub_share=0.0).detect(load_input(ds)).num_rows
+    assert expected > 0, "the test needs fans of three on the simulated bank"
+    res = run_detection(ds, detectors)
+    assert res.new == {"miner_fan_in (shadow)": expected}
+    assert (ds.count("alerts"), ds.count("shadow_alerts")) == (0, expected)
+
+
 def test_rule_figures_without_labels_give_volume_but_no_precision() -> None:
     data, _ = _crafted()
     unlabelled = DetectInput(data.transactions.drop("label"), data.accounts, data.parties)
@@ -159,7 +202,7 @@ def test_rule_figures_without_labels_give_volume_but_no_precision() -> None:
 def test_a_file_that_is_neither_pack_nor_thresholds_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "x.yaml"
     bad.write_text("something: else\n", encoding="utf-8")
-    with pytest.raises(RuleError, match="neither a rule pack"):
+    with pytest.raises(RuleError, match=r"neither a rule pack .* nor a miner profile"):
         file_kind(bad)
     unknown = tmp_path / "t.yaml"
     unknown.write_text("parameters:\n  rapid_min_cnyy: 5\n", encoding="utf-8")

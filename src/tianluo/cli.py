@@ -336,8 +336,8 @@ def detect(
     ] = None,
     shadow_pack: Annotated[
         list[Path] | None,
-        typer.Option(help="Also run this rule pack or thresholds file in shadow: alerts stored with shadow = true, "
-                          "never queued (`tianluo alerts --shadow` lists them). Repeat to combine files."),
+        typer.Option(help="Also run this rule pack, thresholds file or miner profile file in shadow: alerts stored "
+                          "with shadow = true, never queued (`tianluo alerts --shadow` lists them). Repeatable."),
     ] = None,
 ) -> None:
     """Run rules, typology miners and registered models; commit new alerts (re-runs add no duplicates)."""
@@ -358,12 +358,11 @@ def detect(
         detectors = [d for d in detectors if d.kind in kinds]
     if shadow_pack:
         from tianluo.detect.rules import RuleError
-        from tianluo.detect.rules.backtest import RuleVersion
+        from tianluo.detect.rules.backtest import shadow_detectors
 
         try:
-            detectors.append(RuleVersion.from_files(shadow_pack, [thresholds] if thresholds else []).detector(
-                shadow=True))
-        except RuleError as exc:
+            detectors += shadow_detectors(shadow_pack, [thresholds] if thresholds else [])
+        except (RuleError, ProfileError) as exc:
             _fail(str(exc))
     with _progress() as prog:
         task = prog.add_task("detect", total=len(detectors), unit="detectors")

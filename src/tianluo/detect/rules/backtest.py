@@ -1,17 +1,19 @@
-"""Backtest a changed rule pack or thresholds file over history before it goes live, and measure rules on labels.
+"""Backtest a changed rule pack, thresholds file or miner profile over history before it goes live; measure rules.
 
 A rules owner changes a threshold to cut noise; what they need to know before switching is
 which alerts go away, which appear, and whether the ones that go away were the good ones.
-`backtest` runs the current version and the candidate over the same transactions (in memory,
-nothing is written) and compares them rule by rule: alerts added and removed (by alert id,
-which is the same for the same finding on the same evidence), precision and recall on the
-labelled rows, alerts per 10,000 transactions, and a sample around the line for analysts to
-read. `rule_figures` gives the same figures for one version alone (`tianluo rules list
---dataset`).
+`backtest` runs the current version and the candidate (rules, miners of a profile, or both)
+over the same transactions (in memory, nothing is written) and compares them detector by
+detector: alerts added and removed (by alert id, which is the same for the same finding on
+the same evidence), precision and recall on the labelled rows, alerts per 10,000
+transactions, and a sample around the line for analysts to read. `rule_figures` gives the
+same figures for one version alone (`tianluo rules list --dataset`).
 
 An alert is judged when one of its evidence transactions carries a label; it is a true
 positive when one of them is labelled illicit. Recall is transaction recall: the share of
-illicit transactions that some alert of the rule holds as evidence.
+illicit transactions that some alert of the rule holds as evidence. Totals over several rules
+count suspicious alerts only: a large-value alert is a reporting item, not a suspicion, and
+must not stand in for one in a precision or recall figure.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from typing import Any
 
 import polars as pl
 
-from tianluo.detect.base import DetectInput
+from tianluo.detect.base import DetectInput, Detector
 from tianluo.detect.rules.engine import RuleDetector, builtin_packs, load_rules
 from tianluo.detect.rules.language import Call, Const, MeasureRef, Node, Rule, RuleError, Thresholds, read_rule_file
 
 #: Comparisons whose constant side is a threshold a rule fires on (the "line" of the sample).
 _COMPARISONS = ("ge", "gt", "le", "lt", "between")
 _ALERT_COLUMNS = ("alert_id", "detector_version", "subject_id", "ts_start", "ts_end", "txn_ids", "amount_cny",
-                  "reasons")
+                  "reasons", "report_kind")
 
 
 # --- which files make a version ---------------------------------------------------------------------------
@@ -51,7 +53,10 @@ def file_kind(path: str | Path) -> str:
         return "pack"
     if isinstance(doc, Mapping) and isinstance(doc.get("parameters"), Mapping):
         return "thresholds"
-    raise RuleError([f"{path}: neither a rule pack (a 'rules' list) nor a thresholds file (a 'parameters' mapping)"])
+    if isinstance(doc, Mapping) and isinstance(doc.get("miners"), Mapping):
+        return "profile"
+    raise RuleError([f"{path}: neither a rule pack (a 'rules' list), a thresholds file (a 'parameters' mapping) "
+                     "nor a miner profile (a 'miners' mapping)"])
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,10 @@ class RuleVersion:
         packs: list[Path] = []
         changes: list[Path] = []
         for f in files:
-            (packs if file_kind(f) == "pack" else changes).append(Path(f))
+            kind = file_kind(f)
+            if kind == "profile":
+                raise RuleError([f"{f}: a miner profile, not rules; pass it with --profile"])
+            (packs if kind == "pack" else changes).append(Path(f))
         return cls(tuple(packs) or None, (*(Path(t) for t in thresholds), *changes))
 
     def detector(self, *, shadow: bool = False) -> RuleDetector:
@@ -82,6 +90,22 @@ class RuleVersion:
     def describe(self) -> str:
         packs = ", ".join(str(p) for p in self.packs) if self.packs else "built-in packs"
         return packs + (" with " + ", ".join(str(t) for t in self.thresholds) if self.thresholds else "")
+
+
+def shadow_detectors(files: Iterable[str | Path], thresholds: Iterable[str | Path] = ()) -> list[Detector]:
+    """Detectors to run in shadow (`tianluo detect --shadow-pack`): the rules of the pack and thresholds files
+    among `files` (after the standing `thresholds`), and the miners of each profile file, all marked shadow."""
+    from tianluo.detect.profiles import load_profile
+
+    files = [Path(f) for f in files]
+    profiles = [f for f in files if file_kind(f) == "profile"]
+    rules = [f for f in files if f not in profiles]
+    out: list[Detector] = [RuleVersion.from_files(rules, thresholds).detector(shadow=True)] if rules else []
+    for path in profiles:
+        for miner in load_profile(path).build():
+            miner.shadow = True
+            out.append(miner)
+    return out
 
 
 def baseline_for(candidate: Sequence[Rule]) -> list[Rule]:
@@ -112,6 +136,27 @@ def run_rules(detector: RuleDetector, data: DetectInput) -> dict[str, pl.DataFra
         measures = body.select(pl.col(c).alias(c[4:]) for c in body.columns if c.startswith("__m_"))
         out[plan.rule.id] = pl.concat([alerts.select(_ALERT_COLUMNS), measures], how="horizontal")
     return out
+
+
+def run_detectors(detectors: Sequence[Detector], data: DetectInput) -> tuple[dict[str, pl.DataFrame], dict[str, Rule]]:
+    """Alerts per detector name (rules: with their measures) and the rules among them, by id.
+
+    A rule detector raises alerts under each rule's id; a miner under its own name (an empty
+    frame when it found nothing, so a miner that stops finding anything shows as removed).
+    """
+    frames: dict[str, pl.DataFrame] = {}
+    rules: dict[str, Rule] = {}
+    for det in detectors:
+        if isinstance(det, RuleDetector):
+            frames.update(run_rules(det, data))
+            rules.update({r.id: r for r in det.rules})
+            continue
+        alerts = pl.from_arrow(det.detect(data))
+        assert isinstance(alerts, pl.DataFrame)
+        frames.setdefault(det.name, alerts.head(0).select(_ALERT_COLUMNS))
+        for name in alerts["detector"].unique(maintain_order=True).to_list():
+            frames[name] = alerts.filter(pl.col("detector") == name).select(_ALERT_COLUMNS)
+    return frames, rules
 
 
 def labels_of(transactions: pl.DataFrame) -> pl.DataFrame:
@@ -250,8 +295,8 @@ def _gates(node: Node | None, params: set[str]) -> list[tuple[str, str]]:
 
 def backtest(
     data: DetectInput,
-    candidate: RuleDetector,
-    baseline: RuleDetector | pl.DataFrame,
+    candidate: RuleDetector | Sequence[Detector],
+    baseline: RuleDetector | Sequence[Detector] | pl.DataFrame,
     *,
     baseline_name: str = "current",
     candidate_name: str = "candidate",
@@ -259,28 +304,30 @@ def backtest(
 ) -> BacktestResult:
     """Compare a candidate rule version with the current one over `data`; nothing is written.
 
-    `baseline` is the current version's detector (run over the same data) or alerts already
-    stored for it (columns of the `alerts` table; only the candidate's rule ids are compared,
-    and stored alerts carry no measures for the sample). The sample holds, per changed rule, up
-    to `sample_size` alerts added (newly over the line), removed (now under it) and kept with
-    their deciding measure nearest a changed threshold (just over it).
+    `candidate` and `baseline` are detectors (a rule detector, miners, or a list of both) run
+    over the same data, or for the baseline the alerts already stored (columns of the `alerts`
+    table; only the candidate's detector names are compared, and stored alerts carry no
+    measures for the sample). Rule parameters are compared for rules present on both sides.
+    The sample holds, per changed detector, up to `sample_size` alerts added (newly over the
+    line), removed (now under it) and kept with their deciding measure nearest a changed
+    threshold (just over it).
     """
     labels = labels_of(data.transactions)
     n = data.transactions.height
-    after = {k: _judge(v, labels) for k, v in run_rules(candidate, data).items()}
-    if isinstance(baseline, RuleDetector):
-        before = {k: _judge(v, labels) for k, v in run_rules(baseline, data).items()}
-        rules_before = {r.id: r for r in baseline.rules}
-    else:
+    frames, rules_after = run_detectors(_listed(candidate), data)
+    after = {k: _judge(v, labels) for k, v in frames.items()}
+    if isinstance(baseline, pl.DataFrame):
         stored = baseline.filter(pl.col("detector").is_in(list(after)))
         before = {k: _judge(stored.filter(pl.col("detector") == k).select(_ALERT_COLUMNS), labels) for k in after}
-        rules_before = {}
-    rules_after = {r.id: r for r in candidate.rules}
+        rules_before: dict[str, Rule] = {}
+    else:
+        frames, rules_before = run_detectors(_listed(baseline), data)
+        before = {k: _judge(v, labels) for k, v in frames.items()}
     changes: list[RuleChange] = []
     sample: list[dict[str, Any]] = []
     added_ids: list[str] = []
     removed_ids: list[str] = []
-    order = [*rules_after, *(k for k in before if k not in rules_after)]
+    order = [*after, *(k for k in before if k not in after)]
     for rid in order:
         a, b = after.get(rid), before.get(rid)
         ids_a = set(a["alert_id"]) if a is not None else set()
@@ -316,10 +363,7 @@ def backtest(
             )
             kept = kept.with_columns(__d=distance).sort("__d", "alert_id", nulls_last=True).drop("__d")
             sample += [_sample_row(rid, "kept", row, gates, new_values) for row in kept.head(sample_size).to_dicts()]
-    before_all = pl.concat([f for f in before.values() if f.height], how="diagonal_relaxed") if any(
-        f.height for f in before.values()) else _empty_judged()
-    after_all = pl.concat([f for f in after.values() if f.height], how="diagonal_relaxed") if any(
-        f.height for f in after.values()) else _empty_judged()
+    before_all, after_all = _suspicious(before), _suspicious(after)
     return BacktestResult(
         transactions=n, labelled=labels.height, illicit=int((labels["label"] == 1).sum()),
         baseline=baseline_name, candidate=candidate_name, rules=changes,
@@ -328,7 +372,16 @@ def backtest(
     )
 
 
-def _empty_judged() -> pl.DataFrame:
+def _listed(side: RuleDetector | Sequence[Detector]) -> list[Detector]:
+    return [side] if isinstance(side, Detector) else list(side)
+
+
+def _suspicious(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Every suspicious alert of the compared detectors (large-value reporting items left out)."""
+    columns = ["alert_id", "txn_ids", "judged", "illicit"]
+    parts = [f.filter(pl.col("report_kind") == "suspicious").select(columns) for f in frames.values() if f.height]
+    if parts:
+        return pl.concat(parts)
     return pl.DataFrame(schema={"alert_id": pl.String, "txn_ids": pl.List(pl.String), "judged": pl.Boolean,
                                 "illicit": pl.Boolean})
 

@@ -130,42 +130,61 @@ def rules_backtest(
                                         "for the dataset's committed alerts (default: the built-in rules the "
                                         "candidate replaces, at the default thresholds)."),
     ] = None,
-    sample: Annotated[int, typer.Option(min=0, max=50, help="Alerts per rule and side in the sample.")] = 3,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Also (or, without PACK and --thresholds, only) compare the typology miners: this "
+                          "profile (a built-in name or a profile file) against --against-profile."),
+    ] = None,
+    against_profile: Annotated[
+        str | None, typer.Option(help="The current miner profile (default: core-banking, the default of detect).")
+    ] = None,
+    sample: Annotated[int, typer.Option(min=0, max=50, help="Alerts per detector and side in the sample.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run a changed pack or thresholds file over the dataset's history and compare it with the current version.
+    """Run a changed pack, thresholds file or miner profile over the dataset's history against the current version.
 
-    Prints alerts added and removed per rule, precision and recall on the labelled rows, alerts
-    per 10,000 transactions, and a sample around the line for analysts. Writes nothing.
+    Prints alerts added and removed per rule or miner, precision and recall on the labelled
+    rows, alerts per 10,000 transactions, and a sample around the line for analysts. Writes
+    nothing.
     """
     import polars as pl
 
+    from tianluo.detect.miners import DEFAULT_PROFILE
+    from tianluo.detect.profiles import ProfileError, load_profile
     from tianluo.detect.rules import RuleDetector, RuleError, load_rules
     from tianluo.detect.rules.backtest import RuleVersion, backtest, baseline_for
 
+    with_rules = pack is not None or bool(thresholds) or profile is None
     data = _input(dataset)
     try:
         cand_version = RuleVersion.from_files([pack] if pack else [], thresholds or [])
-        candidate = cand_version.detector()
+        candidate: list[Any] = [cand_version.detector()] if with_rules else []
+        names = [cand_version.describe()] if with_rules else []
+        if profile is not None:
+            candidate += load_profile(profile).build()
+            names.append(f"miner profile {profile}")
         baseline: Any
         if against == ["stored"]:
             from tianluo.store import Dataset
 
-            stored = pl.from_arrow(Dataset(dataset).read("alerts"))
-            baseline, base_name = stored, f"alerts stored in {dataset}"
-        elif against:
-            version = RuleVersion.from_files([Path(a) for a in against])
-            baseline, base_name = version.detector(), version.describe()
-        elif cand_version.packs:
-            baseline = RuleDetector(baseline_for(candidate.rules))
-            base_name = "built-in rules at the default thresholds"
+            baseline, base_names = pl.from_arrow(Dataset(dataset).read("alerts")), [f"alerts stored in {dataset}"]
         else:
-            baseline = RuleDetector(load_rules())
-            base_name = "built-in rules at the default thresholds"
-    except RuleError as exc:
+            baseline, base_names = [], []
+            if with_rules and against:
+                version = RuleVersion.from_files([Path(a) for a in against])
+                baseline.append(version.detector())
+                base_names.append(version.describe())
+            elif with_rules:
+                rules = baseline_for(candidate[0].rules) if cand_version.packs else load_rules()
+                baseline.append(RuleDetector(rules))
+                base_names.append("built-in rules at the default thresholds")
+            if profile is not None:
+                baseline += load_profile(against_profile or DEFAULT_PROFILE).build()
+                base_names.append(f"miner profile {against_profile or DEFAULT_PROFILE}")
+    except (RuleError, ProfileError) as exc:
         _fail(str(exc))
-    result = backtest(data, candidate, baseline, baseline_name=base_name, candidate_name=cand_version.describe(),
-                      sample_size=sample)
+    result = backtest(data, candidate, baseline, baseline_name=" + ".join(base_names),
+                      candidate_name=" + ".join(names), sample_size=sample)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, ensure_ascii=False, default=str) + "\n")
         return
@@ -175,9 +194,9 @@ def rules_backtest(
 def _print_backtest(result: Any) -> None:
     console.print(f"[bold]backtest[/] {escape(result.candidate)} against {escape(result.baseline)}: "
                   f"{result.transactions:,} transactions, {result.labelled:,} labelled, {result.illicit:,} illicit")
-    tab = Table(title="Per rule (before → after)", title_justify="left")
-    for c in ("rule", "alerts", "added", "removed", "precision", "recall", "per 10k", "changed"):
-        tab.add_column(c, justify="left" if c in ("rule", "changed") else "right")
+    tab = Table(title="Per rule or miner (before → after)", title_justify="left")
+    for c in ("detector", "alerts", "added", "removed", "precision", "recall", "per 10k", "changed"):
+        tab.add_column(c, justify="left" if c in ("detector", "changed") else "right")
 
     def pair(b: Any, a: Any, fmt: Any) -> str:
         return f"{fmt(b) if b is not None else '-'} → {fmt(a) if a is not None else '-'}"
@@ -199,13 +218,14 @@ def _print_backtest(result: Any) -> None:
     console.print(tab)
     unchanged = sum(1 for r in result.rules if r.before and r.after and not (r.added or r.removed or r.parameters))
     if unchanged:
-        console.print(f"{unchanged} other rule(s) raise the same alerts in both versions")
+        console.print(f"{unchanged} other detector(s) raise the same alerts in both versions")
     b, a = result.before, result.after
     console.print(
-        f"all compared rules: alerts {b.alerts:,} → {a.alerts:,} ({len(result.added):,} added, "
-        f"{len(result.removed):,} removed); precision {_pct(b.precision)} → {_pct(a.precision)} "
-        f"({b.true_positives}/{b.judged} → {a.true_positives}/{a.judged}); recall {_pct(b.recall)} → "
-        f"{_pct(a.recall)}; alerts per 10,000 transactions {b.alerts_per_10k:.2f} → {a.alerts_per_10k:.2f}"
+        f"suspicious alerts of the compared detectors (large-value reporting items left out): {b.alerts:,} → "
+        f"{a.alerts:,}; precision {_pct(b.precision)} → {_pct(a.precision)} ({b.true_positives}/{b.judged} → "
+        f"{a.true_positives}/{a.judged}); recall {_pct(b.recall)} → {_pct(a.recall)}; per 10,000 transactions "
+        f"{b.alerts_per_10k:.2f} → {a.alerts_per_10k:.2f}. All alerts: {len(result.added):,} added, "
+        f"{len(result.removed):,} removed"
     )
     if result.sample:
         console.print("[bold]Around the line[/] (for analysts to read before switching):")

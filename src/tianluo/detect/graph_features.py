@@ -266,27 +266,27 @@ class GraphFeatures(FeatureExtractor):
         names: list[str] = []
         take: list[tuple[int, int]] = []
 
-        def copy(name: str, rev_name: str) -> None:
+        def mirror(name: str, rev_name: str) -> None:
             take.append((len(names), rev.names.index(rev_name)))
             names.append(name)
 
         for acct, side in kernels.ROLES:
             for stat in kernels.STATS:
-                copy(f"ahead_{stat}_{side}_{acct}_{lab}", f"{stat}_{swap[side]}_{swap[acct]}_{lab}")
-        copy(f"ahead_round_share_out_src_{lab}", f"round_share_in_dst_{lab}")
-        copy(f"ahead_round_share_in_dst_{lab}", f"round_share_out_src_{lab}")
-        copy(f"ahead_pair_deg_{lab}", f"pair_deg_{lab}")
-        copy(f"ahead_pair_back_deg_{lab}", f"pair_back_deg_{lab}")
-        copy(f"ahead_night_share_out_src_{lab}", f"night_share_in_dst_{lab}")
-        copy(f"ahead_night_share_in_dst_{lab}", f"night_share_out_src_{lab}")
-        copy(f"ahead_amount_to_back_{lab}", f"amount_to_back_{lab}")
+                mirror(f"ahead_{stat}_{side}_{acct}_{lab}", f"{stat}_{swap[side]}_{swap[acct]}_{lab}")
+        mirror(f"ahead_round_share_out_src_{lab}", f"round_share_in_dst_{lab}")
+        mirror(f"ahead_round_share_in_dst_{lab}", f"round_share_out_src_{lab}")
+        mirror(f"ahead_pair_deg_{lab}", f"pair_deg_{lab}")
+        mirror(f"ahead_pair_back_deg_{lab}", f"pair_back_deg_{lab}")
+        mirror(f"ahead_night_share_out_src_{lab}", f"night_share_in_dst_{lab}")
+        mirror(f"ahead_night_share_in_dst_{lab}", f"night_share_out_src_{lab}")
+        mirror(f"ahead_amount_to_back_{lab}", f"amount_to_back_{lab}")
         to_mean = len(names)
         names += [f"ahead_amount_to_mean_out_src_{lab}", f"ahead_amount_to_mean_in_dst_{lab}",
                   f"ahead_paid_on_dst_{lab}"]
         for col in (rev.col_sg, rev.col_tc, rev.col_lc):
             if col >= 0:
                 for rev_name in rev.names[col: col + (2 if col == rev.col_sg else 1)]:
-                    copy(f"ahead_{rev_name}", rev_name)
+                    mirror(f"ahead_{rev_name}", rev_name)
         ratios = []
         for ratio, num, den in RATIOS:
             ratios.append((len(names), names.index(f"ahead_{num}_{lab}"), names.index(f"ahead_{den}_{lab}")))

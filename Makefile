@@ -7,7 +7,8 @@ DEMO   := demo-data
 .PHONY: demo test lint bench clean web
 
 # Main job on the embedded default (no server to install): simulate a bank with injected
-# crime, ingest it (PII tokenized, sealed in the workspace's vault), run detection, bring the
+# crime, ingest it (PII tokenized, sealed in the workspace's vault), train and register the model on its
+# ground truth (settled, T+1), run detection (rules, miners, the model), bring the
 # alerts into the case store, ingest the shared real data sets, then serve the API and the
 # investigator UI at http://127.0.0.1:8000/ (Ctrl-C stops it; DEMO_SERVE=0 skips serving).
 DEMO_PASSWORD ?= tianluo-demo-2026
@@ -21,6 +22,7 @@ demo: $(VENV)/.installed web
 	$(BIN)/tianluo simulate --out $(DEMO)/source --transactions 300000 --persons 20000 \
 	    --enterprises 2000 --days 90 --seed 7 --dataset $(DEMO)/dataset --vault $(WS)/vaults/demo.sqlite
 	$(BIN)/tianluo workspace add-dataset $(WS) demo $(DEMO)/dataset --tenant DEMO_BANK --no-sync
+	$(BIN)/tianluo train $(DEMO)/dataset
 	$(BIN)/tianluo detect $(DEMO)/dataset --workspace $(WS)
 	@for u in analyst:analyst senior:senior admin:admin auditor:auditor supervisor:supervisor; do \
 	    echo "$(DEMO_PASSWORD)" | $(BIN)/tianluo workspace add-user $(WS) $${u%%:*} --role $${u##*:} \

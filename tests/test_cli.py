@@ -143,6 +143,25 @@ def test_train_with_chosen_graph_windows(tmp_path: Path) -> None:
     assert graph and graph[0]["params"]["windows"] == ["1d", "7d"]
     assert not any(f.endswith("_30d") for f in meta["feature_names"])
     assert any(f == "drained_max_in_src_7d" for f in meta["feature_names"])
+    # The default is settled (T+1): the graph features look one day ahead, and the model says so.
+    assert graph[0]["params"]["horizon"] == "1d" and "settled, horizon 1d" in t.stdout
+    assert any(f.startswith("ahead_") for f in meta["feature_names"])
+    assert meta["members"] == 3 and len(meta["calibration"]) == 2
     ev = tianluo("evaluate", str(ds), "--name", "short", "--json")
     assert ev.returncode == 0, ev.stderr
-    assert json.loads(ev.stdout)["rows"] > 0
+    figures = json.loads(ev.stdout)
+    assert figures["rows"] > 0 and set(figures["intervals"]) == {"precision", "recall", "f1", "pr_auc"}
+    text = tianluo("evaluate", str(ds), "--name", "short")
+    assert text.returncode == 0 and "95% bootstrap interval" in text.stdout, text.stderr
+    # A horizon that is not a duration, or longer than the data, is refused before anything is saved.
+    bad_h = tianluo("train", str(ds), "--name", "h", "--horizon", "5x")
+    assert bad_h.returncode == 2 and "--horizon" in bad_h.stderr
+    long_h = tianluo("train", str(ds), "--name", "h", "--horizon", "60d", "--graph-windows", "1d")
+    assert long_h.returncode == 2 and "longer than the data" in long_h.stderr, long_h.stderr
+    assert not (ds / "models" / "h").exists()
+    budget = tianluo("train", str(ds), "--name", "h", "--alerts-per-10k", "0")
+    assert budget.returncode == 2 and "--alerts-per-10k" in budget.stderr
+    # detect runs the settled model only on transactions whose day has passed, and says how many wait.
+    det = tianluo("detect", str(ds), "--only", "model")
+    assert det.returncode == 0, det.stderr
+    assert "model_short: settled (T+1)" in det.stdout and "wait for a later run" in det.stdout

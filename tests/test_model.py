@@ -19,7 +19,7 @@ from polars.testing import assert_frame_equal
 from sklearn.linear_model import LogisticRegression
 
 from tianluo.detect.base import DetectInput
-from tianluo.detect.evaluate import evaluate
+from tianluo.detect.evaluate import bootstrap_intervals, evaluate
 from tianluo.detect.features import (
     LARGE_CASH_CNY,
     TransactionFeatures,
@@ -27,17 +27,22 @@ from tianluo.detect.features import (
     describe_feature,
     rule_indicators,
 )
+from tianluo.detect.history_features import HistoryFeatures
 from tianluo.detect.model import (
     ModelDetector,
     TrainedModel,
     best_f1_threshold,
+    budget_threshold,
     build_extractors,
     extractor_spec,
+    feature_matrix,
+    smoothed_f1_threshold,
     temporal_split,
     train,
 )
 from tianluo.detect.registry import (
     ModelRegistry,
+    drift_report,
     evaluate_on_dataset,
     read_transactions,
     train_on_dataset,
@@ -90,6 +95,30 @@ def test_best_f1_threshold_hand_computed() -> None:
     assert best_f1_threshold(np.array([1, 1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.6, 0.1])) == 0.6
     # 0.9 and 0.6 tie at F1 2/3: the higher threshold (fewer alerts) wins.
     assert best_f1_threshold(np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6])) == 0.9
+
+
+def test_smoothed_f1_threshold_takes_the_middle_of_the_plateau() -> None:
+    # 100 validation rows, 10 illicit scoring 0.60-0.68 and 0.95; licit rows stop at 0.55. F1 is 1.0 for every
+    # grid threshold 0.56-0.60; the moving average peaks in the middle of that plateau (0.58), not at its edge,
+    # so a small shift of the test period's scores does not fall off it.
+    pos = np.array([0.95, 0.60, 0.61, 0.62, 0.63, 0.64, 0.65, 0.66, 0.67, 0.68])
+    neg = np.concatenate([np.linspace(0.0, 0.55, 89), [0.30]])
+    y = np.r_[np.ones(10), np.zeros(90)].astype(int)
+    s = np.r_[pos, neg]
+    t = smoothed_f1_threshold(y, s)
+    assert t == 0.58
+    assert evaluate(y, s, t)["f1"] == 1.0
+    with pytest.raises(ValueError, match="no illicit"):
+        smoothed_f1_threshold(np.zeros(5, int), np.linspace(0, 1, 5))
+
+
+def test_budget_threshold_hand_computed() -> None:
+    s = np.linspace(0.0, 0.999, 1000)  # 1,000 validation rows
+    # 30 alerts per 10,000 rows on 1,000 rows = 3 alerts: the threshold is the third-highest score.
+    assert budget_threshold(s, 30) == pytest.approx(0.997)
+    assert (s >= budget_threshold(s, 30)).sum() == 3
+    with pytest.raises(ValueError, match="positive number"):
+        budget_threshold(s, 0)
 
 
 def test_temporal_split_never_cuts_through_an_instant() -> None:
@@ -163,7 +192,8 @@ def test_every_feature_has_words() -> None:
     tx = pl.DataFrame(pl.from_arrow(TRANSACTIONS.arrow.empty_table()))
     names = TransactionFeatures().transform(tx).columns
     graph = pytest.importorskip("tianluo.detect.graph_features")
-    names += graph.GraphFeatures().feature_names
+    names += graph.GraphFeatures().feature_names + graph.GraphFeatures(horizon="1d").feature_names
+    names += HistoryFeatures().feature_names
     for name in names:
         for value in (0.0, 1.0, 3.5, None):
             text = describe_feature(name, {name: value})
@@ -272,7 +302,19 @@ def test_temporal_protocol_and_threshold_from_validation(
     y = tx["label"].to_numpy()
     validation, test = (part == 1), (part == 2)
     scores = model.predict_proba(features.filter(validation))[:, 1]
-    assert model.threshold == best_f1_threshold(y[validation], scores)
+    assert model.threshold == smoothed_f1_threshold(y[validation], scores)
+    # The validation period chose the setting and the tree count, and every member was trained with them.
+    sel = model.metrics["selection"]
+    best = max(sel["tried"], key=lambda r: r["validation_pr_auc"])
+    assert (sel["setting"], sel["trees"]) == (best["setting"], best["trees"])
+    assert len(model.boosters) == sel["bag"] == 3
+    assert all(b.num_trees() == sel["trees"] for b in model.boosters)
+    # Platt calibration is monotone: it changes what a score means, not the ranking.
+    raw = model.raw_scores(feature_matrix(features.filter(validation), model.feature_names))
+    assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(scores, kind="stable"))
+    assert model.metrics["drift"]["recall"] == pytest.approx(
+        model.metrics["test"]["recall"] - model.metrics["validation"]["recall"]
+    )
     scores = model.predict_proba(features.filter(test))[:, 1]
     assert model.metrics["test"] == evaluate(y[test], scores, model.threshold, tx["typology"].to_numpy()[test])
     # The CLI's `tianluo evaluate` on the training dataset reports the same test period.
@@ -283,16 +325,16 @@ def test_temporal_protocol_and_threshold_from_validation(
 
 def test_test_labels_cannot_influence_the_model(tables: tuple[pl.DataFrame, pl.DataFrame]) -> None:
     tx = tables[0].head(120_000)
-    params = {"num_iterations": 40}
+    small = {"trees": (20, 40), "bag": 2}
     extractors = [TransactionFeatures(tables[1])]
-    honest = train(tx, extractors, params=params)
+    honest = train(tx, extractors, **small)
     part = temporal_split(tx.sort(["ts", "txn_id"])["ts"])
     flipped = tx.sort(["ts", "txn_id"]).with_columns(
         label=pl.when(pl.Series(part == 2)).then(1 - pl.col("label")).otherwise(pl.col("label"))
     )
-    tampered = train(flipped, extractors, params=params)
-    assert tampered.threshold == honest.threshold
-    assert tampered.booster.model_to_string() == honest.booster.model_to_string()
+    tampered = train(flipped, extractors, **small)
+    assert tampered.threshold == honest.threshold and tampered.calibration == honest.calibration
+    assert [b.model_to_string() for b in tampered.boosters] == [b.model_to_string() for b in honest.boosters]
     assert tampered.metrics["validation"] == honest.metrics["validation"]
     assert tampered.metrics["test"]["f1"] != honest.metrics["test"]["f1"]
 
@@ -310,6 +352,8 @@ def test_registry_round_trip(
     recent = features.tail(50_000)
     assert np.array_equal(loaded.predict_proba(recent), model.predict_proba(recent))
     assert loaded.threshold == model.threshold and loaded.feature_names == model.feature_names
+    assert loaded.calibration == model.calibration and len(loaded.boosters) == 3
+    assert (dataset / "models" / "aml" / "1" / "model-2.txt").exists()
 
     meta = json.loads((dataset / "models" / "aml" / "1" / "meta.json").read_text())
     fp = meta["training_data"]
@@ -374,3 +418,36 @@ def test_model_beats_amount_baseline(
     )
     assert ours["f1"] >= base["f1"] + 0.5
     assert ours["f1"] >= 0.75 and ours["pr_auc"] >= 0.85
+
+
+def test_drift_report_warns_on_a_different_population(
+    trained: tuple[TrainedModel, int], tables: tuple[pl.DataFrame, pl.DataFrame], features: pl.DataFrame
+) -> None:
+    model, _ = trained
+    tx = tables[0]
+    part = temporal_split(tx["ts"])
+    x = feature_matrix(features.filter(pl.Series(part == 2)), model.feature_names)
+    y = tx["label"].to_numpy()[part == 2]
+    same = drift_report(model, x, y)
+    assert same["warnings"] == [] and same["features_moved"] == 0
+    # The same rows with amounts a hundred times larger and ten times the crime: both warnings, the amount named.
+    j = model.feature_names.index("amount_cny_log10")
+    shifted = x.copy()
+    shifted[:, j] += 2.0
+    more_crime = np.where(np.arange(len(y)) % 10 == 0, 1, y)
+    report = drift_report(model, shifted, more_crime)
+    assert len(report["warnings"]) == 2
+    assert "illicit rate" in report["warnings"][0] and "amount_cny_log10" in report["warnings"][1]
+    assert report["psi_top"][0]["feature"] == "amount_cny_log10" and report["psi_top"][0]["psi"] > 1.0
+
+
+def test_bootstrap_intervals_bracket_the_figure() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(5_000) < 0.02).astype(int)
+    s = np.clip(y * 0.6 + rng.random(5_000) * 0.5, 0, 1)
+    point = evaluate(y, s, 0.5)
+    ci = bootstrap_intervals(y, s, 0.5)
+    for k in ("precision", "recall", "f1", "pr_auc"):
+        lo, hi = ci[k]
+        assert lo <= point[k] <= hi and hi - lo > 0
+    assert bootstrap_intervals(y, s, 0.5) == ci  # fixed seed: the same data, the same interval

@@ -382,6 +382,10 @@ def detect(
         tab.add_row(f"[dim]{escape(name)} (run time)[/]", "", "", f"{secs:.2f}")
     console.print(tab)
     console.print(f"{res.total_new:,} new alert(s) committed to {escape(str(dataset))}")
+    for d in detectors:
+        if hasattr(d, "mode"):  # models say whether they scored causally or settled (T+1), and what waits
+            waiting = f"; {d.pending:,} recent transaction(s) wait for a later run" if getattr(d, "pending", 0) else ""
+            console.print(f"{escape(d.name)}: {escape(d.mode)}{waiting}")
     console.print(f"miner profile: {escape(miner_profile.tag)} ({escape(miner_profile.source)})")
     if workspace is not None:
         _sync_workspace(workspace, dataset)
@@ -515,6 +519,10 @@ def trace_cmd(
         console.print(f"trace written to {json_out}")
 
 
+#: The graph features' look-ahead `tianluo train` uses unless told otherwise: batch monitoring is T+1.
+DEFAULT_HORIZON = "1d"
+
+
 def _metrics_table(title: str, m: dict[str, Any]) -> Table:
     tab = Table(title=title, title_justify="left")
     tab.add_column("metric")
@@ -534,30 +542,66 @@ def _metrics_table(title: str, m: dict[str, Any]) -> Table:
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset with labelled transactions.")],
     name: Annotated[str, typer.Option(help="Model name in the dataset's registry.")] = "default",
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (members use seed, seed+1, …).")] = 0,
     graph_windows: Annotated[
         str, typer.Option(help="Windows of the graph features' account statistics, comma-separated (e.g. 1d,7d).")
     ] = "1d,7d,30d",
+    horizon: Annotated[
+        str,
+        typer.Option(help="Settled (T+1) look-ahead of the graph features for batch monitoring, e.g. 1d; "
+                          "`none` trains a causal model for real-time scoring."),
+    ] = DEFAULT_HORIZON,
+    bag: Annotated[int, typer.Option(min=1, help="LightGBM models averaged (different seeds).")] = 3,
+    alerts_per_10k: Annotated[
+        float | None,
+        typer.Option(help="Set the threshold by alert volume (alerts per 10,000 transactions on validation) "
+                          "instead of the smoothed F1 peak."),
+    ] = None,
 ) -> None:
-    """Train LightGBM on raw + graph features (temporal split, threshold chosen on validation); register it."""
+    """Train LightGBM on raw, history and graph features; choose, calibrate and threshold on validation; register it.
+
+    The setting and tree count are chosen on the validation period from a small grid, `bag`
+    models are averaged, scores are calibrated (Platt) on validation, and the test period is
+    scored once; docs/models.md.
+    """
     from tianluo.detect.graph_features import GraphFeatures
     from tianluo.detect.registry import train_on_dataset
 
     windows = [w.strip() for w in graph_windows.split(",") if w.strip()]
+    h = None if horizon.strip().lower() in ("", "none", "0") else horizon.strip()
     try:
         _ = GraphFeatures(windows=windows).feature_names  # the extractor's own checks, before reading the data
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--graph-windows") from exc
+    try:
+        _ = GraphFeatures(horizon=h).feature_names
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--horizon") from exc
+    if alerts_per_10k is not None and not alerts_per_10k > 0:
+        raise typer.BadParameter("must be a positive number of alerts per 10,000 transactions",
+                                 param_hint="--alerts-per-10k")
     _open(dataset)
     with _progress() as prog:
         prog.add_task("train", total=None, unit="")
-        model, version = train_on_dataset(dataset, name, seed=seed, graph_windows=windows)
+        try:
+            model, version = train_on_dataset(
+                dataset, name, seed=seed, graph_windows=windows, horizon=h, bag=bag, alerts_per_10k=alerts_per_10k
+            )
+        except ValueError as exc:
+            _fail(f"cannot train: {exc}")
+    sel = model.metrics["selection"]
+    mode = f"settled, horizon {h}" if h else "causal (real-time)"
     console.print(
         f"registered model [bold]{escape(name)}[/] version {version} "
-        f"({len(model.feature_names)} features, threshold {model.threshold:.4f})"
+        f"({len(model.feature_names)} features, {mode}; setting {sel['setting']} of {len(sel['grid'])}, "
+        f"{sel['trees']} trees, {sel['bag']} averaged; threshold {model.threshold:.2f} by {sel['threshold_rule']})"
     )
     test = model.metrics.get("test") or {}
-    console.print(_metrics_table("Test period (never used for fitting or the threshold)", test))
+    console.print(_metrics_table("Test period (never used for fitting, choosing or the threshold)", test))
+    drift = model.metrics.get("drift") or {}
+    words = ", ".join(f"{k} {v:+.3f}" for k, v in drift.items() if v is not None)
+    if words:
+        console.print(f"validation → test drift: {words}")
 
 
 @app.command()
@@ -567,18 +611,22 @@ def evaluate(
     version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Evaluate a registered model: minority-class F1, PR-AUC, precision@k, recall per typology."""
+    """Evaluate a registered model: F1, PR-AUC with bootstrap intervals, recall per typology, drift warnings."""
     from tianluo.detect.registry import evaluate_on_dataset
 
     _open(dataset)
     try:
         figures = evaluate_on_dataset(dataset, name, version)
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+    except (KeyError, FileNotFoundError, ValueError, LookupError) as exc:
         _fail(f"cannot evaluate model {name!r}: {exc}")
     if as_json:
         sys.stdout.write(json.dumps(figures, indent=1, default=str) + "\n")
         return
     console.print(_metrics_table(f"Model {name}", figures))
+    for key, (lo, hi) in ((k, v) for k, v in (figures.get("intervals") or {}).items() if v is not None):
+        console.print(f"{key} 95% bootstrap interval: {lo:.3f} – {hi:.3f}")
+    for warning in (figures.get("drift") or {}).get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 from tianluo.api.cli import app as workspace_app  # noqa: E402 - sub-apps register after the main commands

@@ -500,8 +500,67 @@ _AHEAD_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
 
 #: (pattern, template): the first pattern that matches a feature name renders it. A template
 #: gets the match, the value (None when unknown) and the whole row (to quote a sibling value).
+#: Words for `history_features.HistoryFeatures` (lifetime relationship history).
+_HISTORY_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
+    (
+        re.compile(r"hist_pair_(back_)?prior_txns"),
+        lambda m, v, r: (
+            ("payee" if m.group(1) else "payer")
+            + (" had never paid the " + ("payer" if m.group(1) else "payee") + " before" if not v
+               else f" had paid the {'payer' if m.group(1) else 'payee'} {_count(v, 'time')} before")
+        ),
+    ),
+    (
+        re.compile(r"hist_(out|in)_txns_(src|dst)"),
+        lambda m, v, r: f"{_PARTY[m.group(2)]} {_VERB[m.group(1)]} {_count(v or 0.0, 'payment')} so far",
+    ),
+    (
+        re.compile(r"hist_(out|in)_counterparties_(src|dst)"),
+        lambda m, v, r: (
+            f"{_PARTY[m.group(2)]} has {_VERB[m.group(1)]} money "
+            + ("to " if m.group(1) == "out" else "from ")
+            + _count(v or 0.0, "different " + ("payee" if m.group(1) == "out" else "payer"))
+            + " so far"
+        ),
+    ),
+    (
+        re.compile(r"hist_(out|in)_new_share_(src|dst)"),
+        lambda m, v, r: (
+            f"{(v or 0.0):.0%} of the {_PARTY[m.group(2)]}'s "
+            + ("payments " if m.group(1) == "out" else "receipts ")
+            + ("went to a payee it had never paid before" if m.group(1) == "out"
+               else "came from a payer that had never paid it before")
+        ),
+    ),
+    (
+        re.compile(r"hist_new_(out|in)_gap_days_(src|dst)"),
+        lambda m, v, r: (
+            f"{_duration(v * 86_400)} since the {_PARTY[m.group(2)]} last "
+            + ("paid someone new" if m.group(1) == "out" else "received from someone new")
+            if v is not None
+            else f"the {_PARTY[m.group(2)]} had no earlier new "
+            + ("payee" if m.group(1) == "out" else "payer")
+        ),
+    ),
+    (
+        re.compile(r"hist_new_(out|in)_gap_change_(src|dst)"),
+        lambda m, v, r: (
+            f"new {'payees' if m.group(1) == 'out' else 'payers'} of the {_PARTY[m.group(2)]} arrive at a "
+            + ("steady rhythm" if v < 0.2 else "changing rhythm")
+            + f" (interval changed by {v:.0%})"
+            if v is not None
+            else f"no rhythm of new {'payees' if m.group(1) == 'out' else 'payers'} yet"
+        ),
+    ),
+    (
+        re.compile(r"hist_age_days_(src|dst)"),
+        lambda m, v, r: f"{_PARTY[m.group(1)]} first seen {_duration((v or 0.0) * 86_400)} before",
+    ),
+]
+
 _TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
     *_AHEAD_TEMPLATES,
+    *_HISTORY_TEMPLATES,
     (
         re.compile(r"amount_cny_log10"),
         lambda m, v, r: f"amount {_money(10.0**v)}" if v is not None else "amount unknown",

@@ -3,8 +3,10 @@
 Layout::
 
     <root>/<name>/<version>/model.txt   LightGBM text model (readable, diffable, portable)
+    <root>/<name>/<version>/model-1.txt the other averaged members (model-2.txt, …), if any
     <root>/<name>/<version>/meta.json   version, created, features and extractor versions, params,
-                                        threshold, metrics, fingerprint of the training data
+                                        members, calibration, threshold, metrics, fingerprint
+                                        of the training data
 
 Versions are 1, 2, 3… per name and never reused or overwritten: a version is written
 to a temporary folder and renamed into place, and a rename onto an existing version
@@ -24,16 +26,23 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import polars as pl
 
 from tianluo.detect.base import FeatureExtractor
-from tianluo.detect.evaluate import evaluate
+from tianluo.detect.evaluate import bootstrap_intervals, evaluate, population_stability
 from tianluo.detect.features import assemble_features
-from tianluo.detect.model import TrainedModel, build_extractors, default_extractors, train
+from tianluo.detect.model import BAG, TrainedModel, build_extractors, default_extractors, feature_matrix, train
 from tianluo.schema import TRANSACTIONS
 from tianluo.store.dataset import Dataset
 
 MODEL_FILE = "model.txt"
+
+
+def member_file(k: int) -> str:
+    """File of the k-th averaged member: `model.txt` for the first (models saved before bagging had one)."""
+    return MODEL_FILE if k == 0 else f"model-{k}.txt"
+
 META_FILE = "meta.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -74,7 +83,8 @@ class ModelRegistry:
         tmp = d / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            model.booster.save_model(str(tmp / MODEL_FILE))
+            for k, booster in enumerate(model.boosters):
+                booster.save_model(str(tmp / member_file(k)))
             version = (self.versions(name) or [0])[-1] + 1
             while True:
                 meta = {
@@ -86,6 +96,9 @@ class ModelRegistry:
                     "extractors": model.extractors,
                     "params": model.params,
                     "threshold": model.threshold,
+                    "members": len(model.boosters),
+                    "calibration": None if model.calibration is None else list(model.calibration),
+                    "reference": model.reference,
                     "metrics": model.metrics,
                     "training_data": model.training_data,
                 }
@@ -111,9 +124,13 @@ class ModelRegistry:
     def load(self, name: str, version: int | None = None) -> TrainedModel:
         """A saved model (the latest version by default), ready to score."""
         meta = self.meta(name, version)
-        booster = lgb.Booster(model_file=str(self._dir(name) / str(meta["version"]) / MODEL_FILE))
+        folder = self._dir(name) / str(meta["version"])
+        boosters = [lgb.Booster(model_file=str(folder / member_file(k))) for k in range(meta.get("members", 1))]
+        calibration = meta.get("calibration")
         return TrainedModel(
-            booster=booster,
+            boosters=boosters,
+            calibration=None if calibration is None else (float(calibration[0]), float(calibration[1])),
+            reference=meta.get("reference"),
             feature_names=meta["feature_names"],
             threshold=meta["threshold"],
             params=meta["params"],
@@ -159,18 +176,23 @@ def train_on_dataset(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     graph_windows: Sequence[str] | None = None,
+    horizon: str | None = None,
+    bag: int = BAG,
+    alerts_per_10k: float | None = None,
 ) -> tuple[TrainedModel, int]:
     """Train on every labelled transaction of a dataset and register the model in `<dataset>/models/`.
 
     Default features: `default_extractors` with the dataset's accounts (for account age
-    and type) and `graph_windows`; `params` and `seed` go to `train`. Returns the model (its `metrics` hold
-    validation and test figures) and its version.
+    and type), `graph_windows` and `horizon` (settled mode). `params`, `seed`, `bag` and
+    `alerts_per_10k` go to `train`. Returns the model (its `metrics` hold validation and
+    test figures) and its version.
     """
     ds = Dataset(dataset_root)
     tx = read_transactions(ds)
     if extractors is None:
-        extractors = default_extractors(pl.DataFrame(pl.from_arrow(ds.read("accounts"))), graph_windows)
-    model = train(tx, extractors, params=params, seed=seed)
+        accounts = pl.DataFrame(pl.from_arrow(ds.read("accounts")))
+        extractors = default_extractors(accounts, graph_windows, horizon)
+    model = train(tx, extractors, params=params, seed=seed, bag=bag, alerts_per_10k=alerts_per_10k)
     model.training_data["dataset"] = str(ds.root)
     return model, ModelRegistry.for_dataset(ds.root).save(name, model)
 
@@ -206,5 +228,50 @@ def evaluate_on_dataset(
         raise ValueError(f"{ds.root} has no labelled transactions to evaluate on ({scope_words})")
     rows = scope.to_numpy()
     scores = model.predict_proba(features.filter(scope))[:, 1]
-    figures = evaluate(tx["label"].to_numpy()[rows], scores, model.threshold, tx["typology"].to_numpy()[rows])
-    return {"model": name, "version": version, "dataset": str(ds.root), "scope": scope_words, **figures}
+    y = tx["label"].to_numpy()[rows]
+    figures = evaluate(y, scores, model.threshold, tx["typology"].to_numpy()[rows])
+    out = {"model": name, "version": version, "dataset": str(ds.root), "scope": scope_words, **figures}
+    out["intervals"] = bootstrap_intervals(y, scores, model.threshold)
+    out["drift"] = drift_report(model, feature_matrix(features.filter(scope), model.feature_names), y)
+    return out
+
+
+#: Population stability above which a feature counts as moved (the usual reading: 0.25 = a different population).
+PSI_WARN = 0.25
+
+
+def drift_report(model: TrainedModel, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """How far the scored rows are from the model's training period: illicit rate and per-feature PSI, with warnings.
+
+    Models saved before the reference was kept get no figures and one warning that says so.
+    """
+    ref = model.reference
+    if not ref:
+        return {"warnings": ["this model was saved without its training distributions; retrain to get drift checks"]}
+    psi = {
+        n: population_stability(ref["features"][n], x[:, j])
+        for j, n in enumerate(model.feature_names)
+        if n in ref["features"]
+    }
+    top = sorted(psi.items(), key=lambda kv: -kv[1])[:10]
+    rate = float(np.mean(y)) if len(y) else 0.0
+    warnings = []
+    base = ref["illicit_rate"]
+    if base > 0 and (rate > 2 * base or rate < base / 2):
+        warnings.append(
+            f"illicit rate {rate:.3%} is far from the training period's {base:.3%}: precision and recall at the "
+            "model's threshold will not carry over; re-choose the threshold or retrain"
+        )
+    moved = [n for n, v in psi.items() if v > PSI_WARN]
+    if moved:
+        warnings.append(
+            f"{len(moved)} of {len(psi)} features moved (PSI > {PSI_WARN}) since training, most: "
+            + ", ".join(f"{n} {v:.2f}" for n, v in top if v > PSI_WARN)
+        )
+    return {
+        "illicit_rate": rate,
+        "training_illicit_rate": base,
+        "psi_top": [{"feature": n, "psi": v} for n, v in top],
+        "features_moved": len(moved),
+        "warnings": warnings,
+    }

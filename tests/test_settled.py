@@ -85,6 +85,14 @@ def test_horizon_window_is_half_open_at_its_end():
     assert GraphFeatures(windows=("1d",), horizon=3601).transform(frame(rows))["ahead_deg_out_dst_3601s"][0] == 1
 
 
+def test_rows_whose_horizon_the_data_cuts_short_are_not_final():
+    rows = [("a", "b", 0, 1), ("b", "c", 3600, 1), ("c", "d", 3601, 1), ("d", "e", 7200, 1)]
+    assert GraphFeatures(horizon="1h").settled_mask(frame(rows)).tolist() == [True, True, False, False]
+    assert GraphFeatures().settled_mask(frame(rows)).tolist() == [True] * 4
+    shuffled = frame(rows)[[3, 0, 2, 1]]
+    assert GraphFeatures(horizon="1h").settled_mask(shuffled).tolist() == [False, True, False, True]
+
+
 def test_horizon_longer_than_the_data_is_refused():
     rows = [("a", "b", 0, 1), ("b", "c", 3 * 3600, 1)]
     with pytest.raises(ValueError, match=r"horizon '1d' is longer than the data, which spans 3:00:00"):

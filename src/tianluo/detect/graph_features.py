@@ -341,6 +341,19 @@ class GraphFeatures(FeatureExtractor):
             feats = feats[back]
         return pl.from_numpy(feats, schema=self.feature_names, orient="row")
 
+    def settled_mask(self, transactions: pl.DataFrame) -> np.ndarray:
+        """Which rows are final: their whole horizon lies inside `transactions` (something at or after ts + H).
+
+        A settled batch holds rows whose look-ahead the data cuts short (its last H); their
+        `ahead_*` columns can still grow as later data arrives, so a T+1 run scores them in
+        the next run rather than now. All True in causal mode. Same row order as the input.
+        """
+        ts = transactions["ts"].dt.epoch("us").to_numpy()
+        settled = self._settled()
+        if settled is None or ts.shape[0] == 0:
+            return np.ones(ts.shape[0], bool)
+        return ts + settled.ahead_us <= ts.max()
+
     def compute(
         self, src: np.ndarray, dst: np.ndarray, ts_us: np.ndarray, amount: np.ndarray, n_accounts: int
     ) -> np.ndarray:

@@ -1077,8 +1077,12 @@ class BipartiteMiner(_Miner):
         for r in inst.iter_rows(named=True):
             out.append(
                 [
-                    f"{r['n_send']} accounts each paid the same {r['n_recv']} accounts "
-                    f"({r['n']} of {r['n_send'] * r['n_recv']} possible payments) "
+                    (
+                        f"{r['n_send']} accounts each paid the same {r['n_recv']} accounts "
+                        if self.complete_blocks
+                        else f"{r['n_send']} accounts paid {r['n_recv']} accounts, none of them both paying and paid "
+                    )
+                    + f"({r['n']} of {r['n_send'] * r['n_recv']} possible payments) "
                     f"{_within((r['t_last'] - r['t_first']) / _US)}, {_yuan(r['total'])} in total",
                     *(
                         []
@@ -1270,6 +1274,9 @@ class StackMiner(_Miner):
                 passed=pl.col("amount").filter(two).sum(),
                 low=pl.col("amount").filter(one).min(),
                 high=pl.col("amount").filter(one).max(),
+                a=pl.col("src").filter(one).first(),
+                b=pl.col("dst").filter(one).first(),
+                c=pl.col("dst").filter(two).first(),
             )
             .filter(
                 pl.col("n").is_between(self.min_chains, self.max_side)
@@ -1297,20 +1304,31 @@ class StackMiner(_Miner):
             / 3
         )
         members = members.filter(pl.col("inst").is_in(inst["inst"].implode())).drop("path", "pos", "hops")
-        return _emit(self, members, inst.with_columns(reasons=self._chain_reasons(inst)), edges)
+        return _emit(self, members, inst.with_columns(reasons=self._chain_reasons(inst, edges)), edges)
 
-    def _chain_reasons(self, inst: pl.DataFrame) -> pl.Series:
+    def _chain_reasons(self, inst: pl.DataFrame, edges: _Edges) -> pl.Series:
         out = []
+        hold = _within(self.hop_window.total_seconds()).removeprefix("within ")
         for r in inst.iter_rows(named=True):
-            chains = "a chain" if r["n"] == 1 else f"{r['n']} parallel chains"
+            passed = f"{_yuan(r['passed'])} ({_pct(r['passed'] / r['sent'])})"
+            if r["n"] == 1:
+                a, b, c = edges.account_ids[[r["a"], r["b"], r["c"]]]
+                first = [
+                    f"{a} paid {b} {_yuan(r['sent'])}, and {b} paid {passed} on to {c} "
+                    f"{_within((r['t_last'] - r['t_first']) / _US)}: a pass-through, as in each chain of a stack",
+                ]
+            else:
+                first = [
+                    f"{r['n']} parallel chains of two hops: {r['n_first']} accounts paid {r['n_mid']} middle "
+                    f"accounts {_yuan(r['sent'])} {_within((r['t_layer1'] - r['t_first']) / _US)}",
+                    f"each middle account paid what it got on to the next within {hold}: {passed} in all "
+                    f"to {r['n_last']} account{'s' if r['n_last'] > 1 else ''}",
+                ]
             out.append(
                 [
-                    f"{chains} of two hops: {r['n_first']} account(s) paid {r['n_mid']} middle account(s) "
-                    f"{_yuan(r['sent'])}"
-                    + ("" if r["n"] == 1 else f" {_within((r['t_layer1'] - r['t_first']) / _US)}"),
-                    f"each middle account paid what it got on to {r['n_last']} account(s) within "
-                    f"{_within(self.hop_window.total_seconds()).removeprefix('within ')}: {_yuan(r['passed'])} "
-                    f"({_pct(r['passed'] / r['sent'])}) in all, and did little else meanwhile",
+                    *first,
+                    f"every middle account had at most {self.max_middle_edges} payments with new counterparties "
+                    f"within {hold} of passing the money on (a conduit, not a business)",
                     _history_reason(self, "each payer and payee"),
                 ]
             )

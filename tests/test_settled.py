@@ -245,7 +245,7 @@ edges = st.lists(
 # evicted, and a stream that starts its pass elsewhere than the batch would differ in the last bits.
 lossy_edges = st.lists(
     st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 40),
-              st.sampled_from([0.1, 0.3, 0.7, 3.3, 100.0, 1234567.89, 1e15])),
+              st.sampled_from([0.1, 0.3, 0.7, 3.3, 100.0, 1234567.89, 1e15, 1e17])),
     min_size=1,
     max_size=45,
 )

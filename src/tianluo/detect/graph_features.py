@@ -526,8 +526,9 @@ def _edge_flags(plan: _Plan, ts_us: np.ndarray, amount: np.ndarray) -> np.ndarra
     The kernels add the bits that depend on the graph (first contact, money back) as
     each edge arrives.
     """
-    cents = np.rint(np.asarray(amount, np.float64) * 100.0).astype(np.int64)
-    flags = np.where(cents % plan.round_cents == 0, kernels.FLAG_ROUND, 0).astype(np.int64)
+    # In floats: an int64 cast overflows above 9.2e16 cents, where update()'s Python integers do not.
+    cents = np.rint(np.asarray(amount, np.float64) * 100.0)
+    flags = np.where(np.fmod(cents, plan.round_cents) == 0, kernels.FLAG_ROUND, 0).astype(np.int64)
     flags[_is_night(plan, ts_us)] |= kernels.FLAG_NIGHT
     return flags
 

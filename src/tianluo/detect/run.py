@@ -110,6 +110,7 @@ def run_detection(
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
     df = df.unique("alert_id", keep="first", maintain_order=True)
+    df = link_instances(df)
     with ds.writing():
         existing = {a for p in ds.files("alerts") for a in pq.read_table(p, columns=["alert_id"]).column(0).to_pylist()}
         is_new = ~df["alert_id"].is_in(list(existing)) if existing else pl.Series([True] * df.height)
@@ -136,3 +137,48 @@ def run_detection(
             },
         )
     return result
+
+
+def link_instances(alerts: pl.DataFrame) -> pl.DataFrame:
+    """Give each model alert the typology-miner instance its transaction belongs to, when there is one.
+
+    A model scores one transaction; the miners see the pattern around it. An investigator
+    opening a model alert should see at once that the payment is one leg of, say, a fan-in
+    the miners found, and go to that instance: the model alert takes the instance's typology
+    (if it has none) and a reason naming the pattern and the miner alert's id. Of several
+    instances the strongest (highest score) is named. Shadow alerts are neither linked nor
+    linked to.
+    """
+    if alerts.height == 0:
+        return alerts
+    live = ~pl.col("shadow").fill_null(False) if "shadow" in alerts.columns else pl.lit(True)
+    miners = (
+        alerts.filter((pl.col("kind") == "miner") & live)
+        .select(pl.col("txn_ids").alias("txn_id"), "alert_id", "typology", "score")
+        .explode("txn_id")
+        .sort(["score", "alert_id"], descending=[True, False])
+        .unique("txn_id", keep="first")
+        .rename({"alert_id": "instance_id", "typology": "instance_typology", "score": "instance_score"})
+    )
+    models = alerts.filter((pl.col("kind") == "model") & live)
+    if miners.height == 0 or models.height == 0:
+        return alerts
+    links = (
+        models.select("alert_id", pl.col("txn_ids").list.first().alias("txn_id"))
+        .join(miners, on="txn_id", how="inner")
+        .select("alert_id", "instance_id", "instance_typology")
+    )
+    if links.height == 0:
+        return alerts
+    words = pl.format(
+        "part of a {} pattern the typology miners found (alert {})",
+        pl.col("instance_typology").fill_null("typology").str.replace_all("_", " "),
+        pl.col("instance_id"),
+    )
+    out = alerts.join(links, on="alert_id", how="left", maintain_order="left").with_columns(
+        typology=pl.coalesce("typology", "instance_typology"),
+        reasons=pl.when(pl.col("instance_id").is_not_null())
+        .then(pl.concat_list("reasons", pl.concat_list(words)))
+        .otherwise(pl.col("reasons")),
+    )
+    return out.drop("instance_id", "instance_typology")

@@ -392,12 +392,13 @@ def test_amlworld_profile_finds_the_simulated_amlworld_attempts(faithful: Detect
     tx = faithful.transactions
     truth = tx.filter(pl.col("attempt_id").is_not_null()).select("txn_id", "attempt_id", "typology")
     size = truth.group_by("attempt_id", "typology").len("size")
-    found, off = {}, 0
+    found, off, mixed = {}, 0, {}
     for miner in load_profile("amlworld").build():
         a = _alerts(miner, faithful)
         ev = a.select("alert_id", txn_id="txn_ids").explode("txn_id").join(truth, on="txn_id", how="left")
         per_alert = ev.group_by("alert_id").agg(k=pl.col("attempt_id").drop_nulls().n_unique())
         off += per_alert.filter(pl.col("k") == 0).height
+        mixed[miner.typology] = per_alert.filter(pl.col("k") > 1).height
         pure = ev.join(per_alert.filter(pl.col("k") == 1), on="alert_id").filter(pl.col("typology") == miner.typology)
         hit = pure.group_by("attempt_id").agg(hit=pl.col("txn_id").n_unique()).join(size, on="attempt_id")
         found[miner.typology] = (
@@ -418,3 +419,10 @@ def test_amlworld_profile_finds_the_simulated_amlworld_attempts(faithful: Detect
         "random": (10, 11),
     }
     assert off == 45  # on 79,199 rows of no attempt: 5.7 per 10,000
+    # Chains are followed hop by hop and rings kept one per account set: none of their alerts mixes two
+    # attempts. Hubs can: a fan or gather-scatter hub that two attempts share is one hub.
+    assert {t: mixed[t] for t in ("cycle", "scatter_gather", "random")} == {
+        "cycle": 0,
+        "scatter_gather": 0,
+        "random": 0,
+    }

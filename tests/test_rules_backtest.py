@@ -310,6 +310,7 @@ def test_cli_backtest_list_and_shadow_run(bank: Bank, tmp_path: Path) -> None:
     run = tianluo("detect", str(ds.root), "--only", "rule", "--shadow-pack", str(change))
     assert run.returncode == 0, run.stderr
     assert "rapid_in_out (shadow)" in run.stdout
+    assert "pboc_lvtr_0501_cash (shadow)" not in run.stdout  # unchanged rules do not run again in shadow
     shadow = Dataset(ds.root).connect().execute(
         "SELECT count(*) FROM shadow_alerts WHERE detector = 'rapid_in_out'").fetchall()[0][0]
     assert shadow == new.height

@@ -41,10 +41,10 @@ _ALERT_COLUMNS = ("alert_id", "detector_version", "subject_id", "ts_start", "ts_
 
 
 def file_kind(path: str | Path) -> str:
-    """'pack' for a rule file (`rules:` list), 'thresholds' for a thresholds file (`parameters:` mapping).
+    """'pack' (a `rules:` list), 'thresholds' (a `parameters:` mapping) or 'profile' (a `miners:` mapping).
 
-    One option can then take either: a bank that only moves a threshold passes its thresholds
-    file, one that edits a rule passes the pack.
+    One option can then take any of them: a bank that only moves a threshold passes its
+    thresholds file, one that edits a rule passes the pack, one that retunes the miners its profile.
     """
     doc, errors = read_rule_file(path)
     if errors:
@@ -88,19 +88,31 @@ class RuleVersion:
         return RuleDetector(load_rules(self.packs, thresholds=t), thresholds=t, shadow=shadow)
 
     def describe(self) -> str:
+        """The files of this version in words, for the backtest's heading."""
         packs = ", ".join(str(p) for p in self.packs) if self.packs else "built-in packs"
         return packs + (" with " + ", ".join(str(t) for t in self.thresholds) if self.thresholds else "")
 
 
 def shadow_detectors(files: Iterable[str | Path], thresholds: Iterable[str | Path] = ()) -> list[Detector]:
-    """Detectors to run in shadow (`tianluo detect --shadow-pack`): the rules of the pack and thresholds files
-    among `files` (after the standing `thresholds`), and the miners of each profile file, all marked shadow."""
+    """Detectors to run in shadow (`tianluo detect --shadow-pack`), all marked shadow.
+
+    The rules of the pack and thresholds files among `files` (after the standing `thresholds`),
+    except those whose version is the live one (the built-in packs at `thresholds`): a shadow
+    copy of an unchanged rule would only repeat the live alerts. And the miners of each profile.
+    """
     from tianluo.detect.profiles import load_profile
 
     files = [Path(f) for f in files]
+    standing = tuple(Path(t) for t in thresholds)
     profiles = [f for f in files if file_kind(f) == "profile"]
     rules = [f for f in files if f not in profiles]
-    out: list[Detector] = [RuleVersion.from_files(rules, thresholds).detector(shadow=True)] if rules else []
+    out: list[Detector] = []
+    if rules:
+        candidate = RuleVersion.from_files(rules, standing).detector()
+        live = {r.id: r.version_tag for r in RuleVersion(None, standing).detector().rules}
+        changed = [r for r in candidate.rules if live.get(r.id) != r.version_tag]
+        if changed:
+            out.append(RuleDetector(changed, thresholds=candidate.thresholds, shadow=True))
     for path in profiles:
         for miner in load_profile(path).build():
             miner.shadow = True

@@ -87,7 +87,9 @@ def rules_list(
         cells = []
         for c in cols:
             v = r.get(c)
-            if c == "precision":
+            if c in ("precision", "recall") and r["report_kind"] == "large_value":
+                cells.append("report")  # a reporting item by amount, not a suspicion: nothing to be precise about
+            elif c == "precision":
                 cells.append(f"{_pct(v)} ({r['true_positives']}/{r['judged']})" if v is not None else "n/a")
             elif c == "recall":
                 cells.append(_pct(v))

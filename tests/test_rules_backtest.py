@@ -106,6 +106,17 @@ def test_raising_a_threshold_lists_the_removed_alerts_and_the_kept_one_nearest_t
     assert res.after.true_positives == res.before.true_positives
 
 
+def test_the_sample_shows_the_windows_just_under_the_new_line(tmp_path: Path) -> None:
+    """At ¥130k the 180k pass-through is over the line; the 120k one is just under it, the 60k one far under."""
+    data, _ = _crafted()
+    res = backtest(data, _version(tmp_path, rapid_min_cny=130_000), _version(tmp_path, rapid_min_cny=200_000))
+    sides = {(s["side"].split(":")[0], s["subject"]) for s in res.sample if s["rule"] == "rapid_in_out"}
+    assert sides == {("added", "P2-A"), ("not raised", "P1-B")}  # nothing kept: at ¥200k nothing fired
+    (under,) = [s for s in res.sample if s["side"].startswith("not raised")]
+    assert under["measures"]["in_total"] == 120_000 and under["illicit"] is False
+    assert under["line"] == {"rapid_min_cny": 130_000}
+
+
 def test_a_changed_pack_is_compared_with_the_builtin_rule_it_replaces(tmp_path: Path) -> None:
     """A pack of one edited rule: only that rule is compared, its literal threshold is the change."""
     data, txns = _crafted()

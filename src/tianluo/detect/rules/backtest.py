@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -292,17 +292,48 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _gates(node: Node | None, params: set[str]) -> list[tuple[str, str]]:
-    """(measure, parameter) pairs where the rule compares a measure with one of `params`."""
+def _gates(node: Node | None, params: set[str]) -> list[tuple[str, str, int]]:
+    """(measure, parameter, sense) where the rule compares a measure with one of `params`.
+
+    `sense` is +1 when the measure must be at least the parameter (ge, gt, the low end of
+    between) and -1 when at most (le, lt, the high end): which way "just under the line" is.
+    """
     if not isinstance(node, Call):
         return []
     found = []
     if node.fn in _COMPARISONS and isinstance(node.args[0], MeasureRef):
-        found += [(node.args[0].name, a.param) for a in node.args[1:]
-                  if isinstance(a, Const) and a.param in params]
+        senses = (-1, 1, -1) if node.fn == "between" else (0, 1 if node.fn in ("ge", "gt") else -1)
+        found += [(node.args[0].name, a.param, senses[i]) for i, a in enumerate(node.args) if i
+                  and isinstance(a, Const) and a.param in params]
     for arg in node.args:
         found += _gates(arg, params)
     return found
+
+
+#: How far past a changed threshold the "just under the line" sample looks (a quarter of its value).
+_BELOW_MARGIN = 0.25
+
+
+def _just_under(rule: Rule, thresholds: Thresholds, gates: list[tuple[str, str, int]], data: DetectInput,
+                fired: pl.DataFrame) -> pl.DataFrame:
+    """Alerts the rule would raise with each gated number threshold moved a quarter further out, on subjects
+    and times where it raises none: the windows just under the new line, for analysts to read."""
+    moved = dict(thresholds)
+    for _, name, sense in gates:
+        p = moved[name]
+        if p.type == "number" and not isinstance(p.value, bool) and p.value:
+            moved[name] = replace(p, value=p.value * (1 - sense * _BELOW_MARGIN))
+    if all(moved[n] is thresholds[n] for _, n, _ in gates):
+        return fired.head(0)
+    relaxed = Thresholds(moved)
+    source = Path(rule.source.split("#", 1)[0])
+    (loose,) = [r for r in load_rules([source], thresholds=relaxed) if r.id == rule.id]
+    found = run_rules(RuleDetector([loose], thresholds=relaxed), data)[rule.id]
+    spans = fired.select("subject_id", pl.col("ts_start").alias("s"), pl.col("ts_end").alias("e"))
+    overlapping = found.join(spans, on="subject_id").filter(
+        (pl.col("ts_start") <= pl.col("e")) & (pl.col("ts_end") >= pl.col("s"))
+    )["alert_id"]
+    return found.filter(~pl.col("alert_id").is_in(overlapping.implode()))
 
 
 def backtest(
@@ -321,12 +352,16 @@ def backtest(
     table; only the candidate's detector names are compared, and stored alerts carry no
     measures for the sample). Rule parameters are compared for rules present on both sides.
     The sample holds, per changed detector, up to `sample_size` alerts added (newly over the
-    line), removed (now under it) and kept with their deciding measure nearest a changed
-    threshold (just over it).
+    line) and removed (now under it), and for a rule whose changed thresholds it compares
+    measures with, the kept alerts whose measure is nearest the new line (just over it) and
+    the nearest windows that still do not fire (just under it, found with those thresholds a
+    quarter further out).
     """
     labels = labels_of(data.transactions)
     n = data.transactions.height
     frames, rules_after = run_detectors(_listed(candidate), data)
+    rule_thresholds = {r.id: det.thresholds for det in _listed(candidate) if isinstance(det, RuleDetector)
+                       for r in det.rules}
     after = {k: _judge(v, labels) for k, v in frames.items()}
     if isinstance(baseline, pl.DataFrame):
         stored = baseline.filter(pl.col("detector").is_in(list(after)))
@@ -365,16 +400,18 @@ def backtest(
         removed_ids += list(removed["alert_id"]) if removed is not None else []
         gates = _gates(ra.when, set(params)) if ra is not None else []
         new_values = {p: v for p, (_, v) in params.items()}
+        distance = pl.min_horizontal(
+            ((pl.col(m) - new_values[p]).abs() / max(abs(float(new_values[p])), 1e-9)) for m, p, _ in gates
+        ) if gates else None
         for side, frame in (("added", added), ("removed", removed)):
             if frame is not None:
                 sample += [_sample_row(rid, side, row, gates, new_values) for row in frame.head(sample_size).to_dicts()]
-        if a is not None and gates and params:
+        if a is not None and ra is not None and distance is not None and sample_size:
             kept = a.filter(pl.col("alert_id").is_in(list(ids_b)))
-            distance = pl.min_horizontal(
-                ((pl.col(m) - new_values[p]).abs() / max(abs(float(new_values[p])), 1e-9)) for m, p in gates
-            )
-            kept = kept.with_columns(__d=distance).sort("__d", "alert_id", nulls_last=True).drop("__d")
-            sample += [_sample_row(rid, "kept", row, gates, new_values) for row in kept.head(sample_size).to_dicts()]
+            under = _judge(_just_under(ra, rule_thresholds[rid], gates, data, a), labels)
+            for side, frame in (("kept", kept), ("under", under)):
+                frame = frame.with_columns(__d=distance).sort("__d", "alert_id", nulls_last=True).drop("__d")
+                sample += [_sample_row(rid, side, row, gates, new_values) for row in frame.head(sample_size).to_dicts()]
     before_all, after_all = _suspicious(before), _suspicious(after)
     return BacktestResult(
         transactions=n, labelled=labels.height, illicit=int((labels["label"] == 1).sum()),
@@ -412,16 +449,17 @@ _SIDES = {
     "added": "added: over the new line",
     "removed": "removed: under the new line",
     "kept": "kept: just over the new line",
+    "under": "not raised: just under the new line",
 }
 
 
-def _sample_row(rule: str, side: str, row: dict[str, Any], gates: list[tuple[str, str]],
+def _sample_row(rule: str, side: str, row: dict[str, Any], gates: list[tuple[str, str, int]],
                 new_values: dict[str, Any]) -> dict[str, Any]:
-    measures = {m: row.get(m) for m, _ in gates if m in row}
+    measures = {m: row.get(m) for m, _, _ in gates if m in row}
     return {
         "rule": rule, "side": _SIDES[side], "alert_id": row["alert_id"], "subject": row["subject_id"],
         "ts_start": row["ts_start"], "ts_end": row["ts_end"], "txns": len(row["txn_ids"] or []),
         "amount_cny": row["amount_cny"], "illicit": row["illicit"],
-        "line": {p: new_values[p] for _, p in gates},
+        "line": {p: new_values[p] for _, p, _ in gates},
         "measures": measures, "reason": (row["reasons"] or [""])[0],
     }

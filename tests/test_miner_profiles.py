@@ -426,3 +426,13 @@ def test_amlworld_profile_finds_the_simulated_amlworld_attempts(faithful: Detect
         "scatter_gather": 0,
         "random": 0,
     }
+
+
+def test_amlworld_profile_alerts_do_not_depend_on_row_order(faithful: DetectInput) -> None:
+    shuffled = DetectInput(
+        faithful.transactions.sample(fraction=1.0, shuffle=True, seed=11), faithful.accounts, pl.DataFrame()
+    )
+    for miner in load_profile("amlworld").build():
+        first = _alerts(miner, faithful)
+        assert first.height > 0, miner.name
+        assert sorted(first["alert_id"]) == sorted(_alerts(miner, shuffled)["alert_id"]), miner.name

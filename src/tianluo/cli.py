@@ -193,6 +193,11 @@ def simulate(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="Also ingest into this dataset.")] = None,
     vault: Annotated[Path | None, typer.Option(help="Token vault for the ingest (keeps PII for reveal).")] = None,
+    amlworld_shapes: Annotated[
+        bool,
+        typer.Option(help="Stage the eight AMLworld typologies as AMLworld's real attempts look (per-hop "
+                          "currency changes, layered stacks, partial bipartite, random walks); docs/miners.md."),
+    ] = False,
 ) -> None:
     """Generate a bank's population and transactions with labelled, injected crime."""
     from tianluo.simulate import SimConfig, write_source
@@ -209,6 +214,7 @@ def simulate(
             transactions=transactions,
             illicit_ratio=illicit_ratio,
             seed=seed,
+            amlworld_shapes=amlworld_shapes,
         )
     except ValueError as exc:
         _fail(str(exc))

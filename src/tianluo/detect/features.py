@@ -558,9 +558,21 @@ _HISTORY_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
     ),
 ]
 
+
+def _instance_words(m: re.Match[str], v: float | None, r: Mapping[str, float | None]) -> str:
+    kind = "typology" if m.group(1) == "total" else m.group(1).replace("_", "-")
+    found = " the miners had found by the time it was scored"
+    return f"leg of {_count(v, kind + ' pattern')}{found}" if v else f"leg of no {kind} pattern{found}"
+
+
+#: Words for `miner_features.MinerFeatures` (typology-miner instances the transaction is a leg of); before
+#: the `(rule|miner)_` indicator template below, which would otherwise claim these names.
+_MINER_TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [(re.compile(r"miner_instances_(\w+)"), _instance_words)]
+
 _TEMPLATES: list[tuple[re.Pattern[str], _Template]] = [
     *_AHEAD_TEMPLATES,
     *_HISTORY_TEMPLATES,
+    *_MINER_TEMPLATES,
     (
         re.compile(r"amount_cny_log10"),
         lambda m, v, r: f"amount {_money(10.0**v)}" if v is not None else "amount unknown",

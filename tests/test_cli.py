@@ -161,6 +161,8 @@ def test_train_with_chosen_graph_windows(tmp_path: Path) -> None:
     assert not (ds / "models" / "h").exists()
     budget = tianluo("train", str(ds), "--name", "h", "--alerts-per-10k", "0")
     assert budget.returncode == 2 and "--alerts-per-10k" in budget.stderr
+    miners = tianluo("train", str(ds), "--name", "h", "--miner-features", "no-such-profile")
+    assert miners.returncode == 2 and "--miner-features" in miners.stderr and "no-such-profile" in miners.stderr
     # detect runs the settled model only on transactions whose day has passed, and says how many wait.
     det = tianluo("detect", str(ds), "--only", "model")
     assert det.returncode == 0, det.stderr

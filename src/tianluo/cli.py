@@ -563,6 +563,11 @@ def train(
         typer.Option(help="Set the threshold by alert volume (alerts per 10,000 transactions on validation) "
                           "instead of the smoothed F1 peak."),
     ] = None,
+    miner_features: Annotated[
+        str | None,
+        typer.Option(help="Also feed the typology miners' instance counts per transaction under this miner "
+                          "profile (core-banking, amlworld, amlsim or a file) to the model."),
+    ] = None,
 ) -> None:
     """Train LightGBM on raw, history and graph features; choose, calibrate and threshold on validation; register it.
 
@@ -583,6 +588,13 @@ def train(
         _ = GraphFeatures(horizon=h).feature_names
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--horizon") from exc
+    if miner_features is not None:
+        from tianluo.detect.miner_features import MinerFeatures
+
+        try:
+            MinerFeatures(miner_features, h)
+        except ValueError as exc:  # a bad profile (ProfileError) says which key, and why
+            raise typer.BadParameter(str(exc), param_hint="--miner-features") from exc
     if alerts_per_10k is not None and not alerts_per_10k > 0:
         raise typer.BadParameter("must be a positive number of alerts per 10,000 transactions",
                                  param_hint="--alerts-per-10k")
@@ -591,7 +603,8 @@ def train(
         prog.add_task("train", total=None, unit="")
         try:
             model, version = train_on_dataset(
-                dataset, name, seed=seed, graph_windows=windows, horizon=h, bag=bag, alerts_per_10k=alerts_per_10k
+                dataset, name, seed=seed, graph_windows=windows, horizon=h, bag=bag, alerts_per_10k=alerts_per_10k,
+                miner_profile=miner_features,
             )
         except ValueError as exc:
             _fail(f"cannot train: {exc}")

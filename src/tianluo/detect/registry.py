@@ -179,19 +179,20 @@ def train_on_dataset(
     horizon: str | None = None,
     bag: int = BAG,
     alerts_per_10k: float | None = None,
+    miner_profile: str | None = None,
 ) -> tuple[TrainedModel, int]:
     """Train on every labelled transaction of a dataset and register the model in `<dataset>/models/`.
 
     Default features: `default_extractors` with the dataset's accounts (for account age
-    and type), `graph_windows` and `horizon` (settled mode). `params`, `seed`, `bag` and
-    `alerts_per_10k` go to `train`. Returns the model (its `metrics` hold validation and
-    test figures) and its version.
+    and type), `graph_windows`, `horizon` (settled mode) and `miner_profile` (miner instance
+    counts). `params`, `seed`, `bag` and `alerts_per_10k` go to `train`. Returns the model
+    (its `metrics` hold validation and test figures) and its version.
     """
     ds = Dataset(dataset_root)
     tx = read_transactions(ds)
     if extractors is None:
         accounts = pl.DataFrame(pl.from_arrow(ds.read("accounts")))
-        extractors = default_extractors(accounts, graph_windows, horizon)
+        extractors = default_extractors(accounts, graph_windows, horizon, miner_profile)
     model = train(tx, extractors, params=params, seed=seed, bag=bag, alerts_per_10k=alerts_per_10k)
     model.training_data["dataset"] = str(ds.root)
     return model, ModelRegistry.for_dataset(ds.root).save(name, model)

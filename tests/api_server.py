@@ -77,8 +77,9 @@ def build(root: Path) -> Deployment:
     for tenant, name, seed in (("BANK_A", "bank_a", 5), ("BANK_B", "bank_b", 6)):
         ds = root / name
         (ws / "vaults").mkdir(parents=True, exist_ok=True)
-        tianluo("simulate", "--out", str(root / f"src_{name}"), "--transactions", "6000", "--persons", "600",
-                "--enterprises", "60", "--days", "20", "--seed", str(seed), "--illicit-ratio", "0.02",
+        # 40 days: the new-counterparty rules count first contacts only after 14 days of history.
+        tianluo("simulate", "--out", str(root / f"src_{name}"), "--transactions", "8000", "--persons", "600",
+                "--enterprises", "60", "--days", "40", "--seed", str(seed), "--illicit-ratio", "0.02",
                 "--dataset", str(ds), "--vault", str(ws / "vaults" / f"{name}.sqlite"))
         tianluo("workspace", "add-dataset", str(ws), name, str(ds), "--tenant", tenant)
         tianluo("detect", str(ds), "--only", "rule,miner", "--workspace", str(ws))

@@ -367,7 +367,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000, help="size of the simulated set")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tianluo-bench-graph-features")
     ap.add_argument("--datasets", default="amlsim,panel,bank300k",
-                    help="comma-separated: amlsim, panel, bank300k, sim")
+                    help="comma-separated: amlsim, panel, bank300k, sim; amlsim10k and amlsim-sample run "
+                         "bench/model_defaults.py (tianluo train defaults vs Snap ML + plain LightGBM)")
     ap.add_argument("--snap-rows", type=int, default=0,
                     help="leading rows every feature set is computed on (default per dataset: SNAP_ROWS)")
     ap.add_argument("--snap-causal-rows", type=int, default=300_000,
@@ -395,13 +396,23 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(gfb.header(), flush=True)
     results: list[tuple[str, str, int, float | None, dict[str, object]]] = []
-    for name in args.datasets.split(","):
+    names = args.datasets.split(",")
+    defaults = [name for name in names if name in ("amlsim10k", "amlsim-sample")]
+    if defaults:  # `tianluo train` defaults, five seeds each: bench/model_defaults.py
+        here = Path(__file__).with_name("model_defaults.py")
+        spec = importlib.util.spec_from_file_location("bench_model_defaults", here)
+        assert spec is not None and spec.loader is not None
+        model_defaults = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(model_defaults)
+        model_defaults.main(defaults, args.seeds, args.workdir)
+    for name in (name for name in names if name not in defaults):
         frames = gfb.load_panel(args.workdir) if name == "panel" else [gfb.load(name, args.workdir, args.rows)]
         if args.drop_bulk_days:
             frames = [drop_bulk_days(name, df, args.drop_bulk_days) for df in frames]
         run(name, frames, args, results)
         print(f"# load after {name}: {os.getloadavg()[0]:.1f}", flush=True)
-    table(results)
+    if results:
+        table(results)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_workspace_block_runs_and_serves(tmp_path: Path) -> None:
     block = re.search(r"```sh\n(.*?)```", text, re.S)
     assert block, "docs/api.md lost its set-up block"
     bindir = str(Path(sys.executable).parent) + "/"
-    script = block.group(1).replace(".venv/bin/", bindir).replace("/tmp/", f"{tmp_path}/")
+    # /tmp/ first: the venv itself may live under /tmp (a clone checked there).
+    script = block.group(1).replace("/tmp/", f"{tmp_path}/").replace(".venv/bin/", bindir)
     lines = script.replace("\\\n", " ").splitlines()
     serve = [ln for ln in lines if "tianluo serve" in ln]
     assert len(serve) == 1 and lines[-1] == serve[0], "the block ends by serving the workspace"

@@ -125,8 +125,9 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _run([*cli, "workspace", "init", str(ws), "--tenant", "BANK_A", "--name", "甲银行", "--ricd", "C1234567890123"],
          env)
     (ws / "vaults").mkdir(parents=True, exist_ok=True)
-    _run([*cli, "simulate", "--out", str(root / "source"), "--transactions", "20000", "--persons", "2000",
-          "--enterprises", "200", "--days", "30", "--seed", "3", "--dataset", str(ds),
+    # 45 days: the new-counterparty rules count first contacts only after 14 days of history.
+    _run([*cli, "simulate", "--out", str(root / "source"), "--transactions", "30000", "--persons", "2000",
+          "--enterprises", "200", "--days", "45", "--seed", "3", "--dataset", str(ds),
           "--vault", str(ws / "vaults" / "bank.sqlite")], env)
     _run([*cli, "workspace", "add-dataset", str(ws), "bank", str(ds), "--tenant", "BANK_A", "--no-sync"], env)
     _run([*cli, "detect", str(ds), "--only", "rule,miner", "--workspace", str(ws)], env)
